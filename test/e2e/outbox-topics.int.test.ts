@@ -15,7 +15,8 @@ import pg from "pg";
 import { openTopicLogForCommand } from "../../connectors/topics/open.ts";
 import { deserializeEventBytes } from "../../daemon/event-json.ts";
 import { createLogger } from "../../runtime/logger.ts";
-import { postgres } from "../services/ports.ts";
+import { deleteKafkaDeployment, testDeployment } from "../../connectors/kafka/kafka-test-config.ts";
+import { kafka, postgres } from "../services/ports.ts";
 import type { SluiceDaemon } from "./helpers.ts";
 import { dropPostgres, killAllDaemons, pgClient, pgSourceConfig, randomName, readEmbeddedTopics, removeDir, startReady, tempDir, waitFor } from "./helpers.ts";
 
@@ -23,6 +24,7 @@ const schema = randomName("e2e_obtop");
 const role = randomName("e2e_nobody");
 const dir = tempDir("outbox-topics");
 const sources: string[] = [];
+const kafkaDeployments: string[] = [];
 let admin: pg.Client;
 /** A login with no privilege granted: what PUBLIC may do, it may. */
 let nobody: pg.Client;
@@ -40,6 +42,7 @@ after(async () => {
   await killAllDaemons();
   await nobody.end();
   for (const source of sources) await dropPostgres(admin, { slot: `sluice_${source}`, publication: `sluice_${source}` });
+  for (const deployment of kafkaDeployments) await deleteKafkaDeployment(deployment).catch(() => undefined);
   await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await admin.query(`DROP ROLE IF EXISTS "${role}"`);
   await admin.end();
@@ -187,4 +190,25 @@ test("the source's dead-letter topic is bounded: 1 GiB by default, or sources[].
   await deadLetters(logPath, deployment, source, 2, again);
   assert.deepEqual([(await spec())?.retentionMs, (await spec())?.retentionBytes], [30 * 86_400_000, 64 * 2 ** 20]);
   await again.stop();
+});
+
+test("Kafka: past outbox.max_topics a message of a new aggregate type makes no topic on the broker", { timeout: 90_000 }, async () => {
+  const deployment = testDeployment("dep_obtop");
+  kafkaDeployments.push(deployment);
+  const { source, prefix, config } = setup({ max_topics: 2 });
+  const topics = { kind: "kafka", brokers: [...kafka.brokers], partitions: 1, retention: { max_age: 0 } };
+  Object.assign(config, { name: deployment, topics });
+  const brokerTopics = async () => {
+    const log = await openTopicLogForCommand(topics as never, deployment, createLogger("silent"), "read-only");
+    try {
+      return (await log.topicNames()).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort();
+    } finally {
+      await log.close();
+    }
+  };
+  const daemon = await startStreaming(config);
+  await emitAsNobody(prefix, [event("a1", "a"), event("b1", "b"), event("c1", "c")]);
+  await waitFor("c1 dead-lettered", async () => (await daemon.metric("sluice_outbox_dead_lettered_total", { source, reason: "topic-refused" })) === 1, { daemon, timeoutMs: 60_000 });
+  assert.deepEqual(await brokerTopics(), [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
+  await daemon.stop();
 });
