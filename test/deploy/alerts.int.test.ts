@@ -22,6 +22,7 @@ const suffix = randomBytes(4).toString("hex");
 const schema = `alert_${suffix}`;
 const source = recordTestName(`alert_${suffix}`);
 const alertName = `SluiceSinkStaleTest_${suffix}`;
+const failingAlertName = `SluiceSinkFailingTest_${suffix}`;
 const rulesFile = join(prometheus.rulesDir, `alerts-${suffix}.yml`);
 const targetsFile = join(prometheus.targetsDir, `alerts-${suffix}.json`);
 const deployment = recordTestName(`alerts_${suffix}`);
@@ -80,14 +81,25 @@ function scaledStaleRule(): Rule {
   return { ...rule, alert: alertName, expr, for: "0s" };
 }
 
+function scaledFailingRule(): Rule {
+  const rules = readYaml<{ groups: { rules: Rule[] }[] }>(repoPath("deploy/prometheus/rules.yml"));
+  const rule = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === "SluiceSinkFailing");
+  assert.ok(rule, "deploy/prometheus/rules.yml has SluiceSinkFailing");
+  assert.match(rule.expr, /\(sluice_sink_failing_seconds\) > 240/);
+  // Same expression; 4 minutes become 3 seconds, and the rule looks at this test's daemon only.
+  const only = `{sink="search", instance="127.0.0.1:${httpPort}"}`;
+  const expr = rule.expr.replace("(sluice_sink_failing_seconds) > 240", `(sluice_sink_failing_seconds${only}) > 3`).replace("(sluice_sink_auth_refused)", `(sluice_sink_auth_refused${only})`);
+  return { ...rule, alert: failingAlertName, expr, for: "0s" };
+}
+
 async function reloadPrometheus(): Promise<void> {
   const response = await fetch(`${prometheus.url}/-/reload`, { method: "POST" });
   assert.equal(response.status, 200, await response.text());
 }
 
-async function alertState(): Promise<string | null> {
+async function alertState(name = alertName): Promise<string | null> {
   const body = (await (await fetch(`${prometheus.url}/api/v1/alerts`)).json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
-  return body.data.alerts.find((a) => a.labels["alertname"] === alertName)?.state ?? null;
+  return body.data.alerts.find((a) => a.labels["alertname"] === name)?.state ?? null;
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
@@ -128,7 +140,7 @@ before(async () => {
   daemon = new DaemonProcess(configFile);
   await daemon.waitForLine((l) => l.msg === "sluice started", 60_000);
   writeFileSync(targetsFile, JSON.stringify([{ targets: [`127.0.0.1:${httpPort}`], labels: { deploy_test: "alerts" } }]));
-  writeFileSync(rulesFile, stringify({ groups: [{ name: `alerts-test-${suffix}`, interval: "2s", rules: [scaledStaleRule()] }] }));
+  writeFileSync(rulesFile, stringify({ groups: [{ name: `alerts-test-${suffix}`, interval: "2s", rules: [scaledStaleRule(), scaledFailingRule()] }] }));
   await reloadPrometheus();
 });
 
@@ -147,15 +159,17 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("the sink-freshness alert fires while the sink's server is down and clears once it catches up", { timeout: 240_000 }, async () => {
+test("the sink-freshness and sink-failing alerts fire while the sink's server is down and clear once it catches up", { timeout: 240_000 }, async () => {
   await db.query(`INSERT INTO ${schema}.items (v) SELECT 'row ' || g FROM generate_series(1, 20) g`);
   await waitFor("the sink to apply the first rows", sinkLag, (lag) => lag === 0, 60_000);
   assert.equal(await alertState(), null, "nothing fires while the sink keeps up");
+  assert.equal(await alertState(failingAlertName), null, "nothing fails while the sink keeps up");
 
   await proxy.off();
   const writer = setInterval(() => void db.query(`INSERT INTO ${schema}.items (v) VALUES ('while down')`).catch(() => undefined), 300);
   try {
     await waitFor("the alert to fire", alertState, (state) => state === "firing", 90_000);
+    await waitFor("the sink-failing alert to fire", () => alertState(failingAlertName), (state) => state === "firing", 90_000);
   } finally {
     clearInterval(writer);
   }
@@ -163,4 +177,5 @@ test("the sink-freshness alert fires while the sink's server is down and clears 
   await proxy.on();
   await waitFor("the sink to catch up", sinkLag, (lag) => lag === 0, 90_000);
   await waitFor("the alert to clear", alertState, (state) => state === null, 90_000);
+  await waitFor("the sink-failing alert to clear", () => alertState(failingAlertName), (state) => state === null, 90_000);
 });
