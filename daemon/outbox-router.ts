@@ -47,7 +47,7 @@ export const OUTBOX_SCHEMA_MISSING = "OUTBOX_SCHEMA_MISSING";
 /**
  * Error code of a row of an outbox table whose aggregate type outbox.aggregate_types does not list, or whose topic would
  * be one more than outbox.max_topics: it halts the outbox table whatever on_invalid says (parked, nothing lost) until the
- * config allows it and `sluice halted retry` publishes the events in order. A logical message so refused is
+ * config allows it and a restart publishes the events in order. A logical message so refused is
  * OUTBOX_EVENT_INVALID instead (anyone connected may emit one).
  */
 export const OUTBOX_TOPIC_REFUSED = "OUTBOX_TOPIC_REFUSED";
@@ -251,11 +251,12 @@ export class OutboxRouter implements ChangeEncoder {
   /**
    * A logical message (anyone connected may emit one) is no event: dead-lettered, or halting under on_invalid halt. A
    * row of an outbox table (written by the application, which holds INSERT on it) halts the table whatever on_invalid
-   * says: most often the application shipped a new type before the config allowed it, and its events wait, parked.
+   * says: most often the application shipped a new type before the config allowed it, and its events wait, parked, until
+   * a restart with the config that allows it.
    */
   private topicRefused(why: string, aggregateType: string, table: string, event: ChangeEvent, message: boolean): SluiceError {
     if (message) return invalid(why, table, event, { refusal: "topic-refused" });
-    return new SluiceError(`outbox ${table}: ${why}; then run sluice halted retry --source ${this.source.name} (the events wait, parked), or sluice halted skip --source ${this.source.name} --table ${table} to leave the event out`, {
+    return new SluiceError(`outbox ${table}: ${why}. Change the config and restart: the events wait, parked, and are published in order (sluice halted skip --source ${this.source.name} --table ${table} leaves this one out)`, {
       code: OUTBOX_TOPIC_REFUSED,
       context: { component: "outbox", source: event.source.name, table, position: `${event.source.position.commit}/${event.source.position.change}`, aggregateType },
     });
