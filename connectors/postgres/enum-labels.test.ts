@@ -61,3 +61,22 @@ test("a table no longer captured is forgotten with its unsettled renames", async
   assert.deepEqual(await labels.renamed(db, []), []);
   assert.deepEqual(await labels.renamed(db, [a]), [], "taken up again, it starts from its labels then");
 });
+
+test("the labels stored with a checkpoint keep a rename whose read again is not settled as it was, so the next process is told it; restored labels are compared at the first look", async () => {
+  const a = table(1, "a");
+  let label = "sad";
+  const db = catalog(() => [{ relid: 1, oid: 100, label }, { relid: 1, oid: 101, label: "ok" }]);
+  const labels = new EnumLabels();
+  await labels.renamed(db, [a]);
+  assert.deepEqual(labels.saved(), new Map([[100, "sad"], [101, "ok"]]));
+  label = "blue";
+  assert.deepEqual((await labels.renamed(db, [a])).map((r) => r.labels), [["sad -> blue"]]);
+  labels.failed(a);
+  assert.deepEqual(labels.saved(), new Map([[100, "sad"], [101, "ok"]]), "not settled: stored as before the rename");
+
+  const next = new EnumLabels();
+  next.restore(labels.saved());
+  assert.deepEqual((await next.renamed(db, [a])).map((r) => r.labels), [["sad -> blue"]], "the next process is told the rename");
+  next.settled(a);
+  assert.deepEqual(next.saved(), new Map([[100, "blue"], [101, "ok"]]));
+});

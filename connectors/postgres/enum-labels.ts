@@ -20,7 +20,8 @@ export interface RenamedLabels {
 
 /**
  * Kept by the source across streams (as SeenPartitions): a look after a reconnect compares with the last one before
- * it. The first look only records; a rename made while Sluice was stopped, or before that look, is not seen.
+ * it. Across restarts the labels ride the checkpoints (catalog-marks.ts: restore, saved), so the first look after a
+ * start compares with what the last process saw; with none stored (a first start) it compares with those read at start.
  */
 export class EnumLabels {
   /** pg_enum oid -> label, of the enum types the known tables used at the last look; null before the first. */
@@ -29,7 +30,24 @@ export class EnumLabels {
    * By relid, the renames a table was told of and whose read again is not settled yet (its request failed: the source
    * not streaming, the table out of the publication for a moment): told again at each look until settled.
    */
-  private readonly unsettled = new Map<number, { labels: Set<string>; failures: number }>();
+  private readonly unsettled = new Map<number, { labels: Set<string>; failures: number; was: Map<number, string> }>();
+
+  /** Takes up labels seen before (stored with a checkpoint, or read at start); null: the next look only records. */
+  restore(labels: ReadonlyMap<number, string> | null): void {
+    this.labels = labels === null ? null : new Map(labels);
+    this.unsettled.clear();
+  }
+
+  /**
+   * The labels to store with a checkpoint: those of the last look, but a label whose rename some table's read again is
+   * not settled for as it was before, so a process taking over from the checkpoint is told the rename again.
+   */
+  saved(): ReadonlyMap<number, string> | null {
+    if (this.labels === null || this.unsettled.size === 0) return this.labels;
+    const saved = new Map(this.labels);
+    for (const { was } of this.unsettled.values()) for (const [oid, label] of was) if (saved.has(oid)) saved.set(oid, label);
+    return saved;
+  }
 
   /**
    * The known tables using a label renamed since the last look, and those told of a rename before whose read again was
@@ -51,7 +69,7 @@ export class EnumLabels {
     );
     const before = this.labels;
     const now = new Map<number, string>();
-    const renamedBy = new Map<number, Set<string>>();
+    const renamedBy = new Map<number, Map<number, string>>();
     for (const row of result.rows) {
       const oid = Number(row.label_oid);
       now.set(oid, row.label);
@@ -59,16 +77,20 @@ export class EnumLabels {
       if (was === undefined || was === row.label) continue;
       const relid = Number(row.relid);
       let labels = renamedBy.get(relid);
-      if (labels === undefined) renamedBy.set(relid, (labels = new Set()));
-      labels.add(`${was} -> ${row.label}`);
+      if (labels === undefined) renamedBy.set(relid, (labels = new Map()));
+      labels.set(oid, was);
     }
     // Labels of types no known table uses now are forgotten: a table using the type again later starts from its labels then.
     this.labels = now;
     const knownRelids = new Set(known.map((table) => table.relid));
     for (const relid of this.unsettled.keys()) if (!knownRelids.has(relid)) this.unsettled.delete(relid);
     for (const [relid, labels] of renamedBy) {
-      const entry = this.unsettled.get(relid) ?? { labels: new Set<string>(), failures: 0 };
-      for (const label of labels) entry.labels.add(label);
+      const entry = this.unsettled.get(relid) ?? { labels: new Set<string>(), failures: 0, was: new Map<number, string>() };
+      for (const [oid, was] of labels) {
+        entry.labels.add(`${was} -> ${now.get(oid)!}`);
+        // Renamed twice before its read was settled: the label from before the first rename is the one stored.
+        if (!entry.was.has(oid)) entry.was.set(oid, was);
+      }
       this.unsettled.set(relid, entry);
     }
     return known.flatMap((table) => {

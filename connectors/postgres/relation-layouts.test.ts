@@ -6,7 +6,7 @@ import type { Checkpoint, Position } from "../contracts.ts";
 import { decodeResume, encodeResume } from "../common/incremental-snapshot-state.ts";
 import type { SnapshotTask } from "../common/incremental-snapshot-state.ts";
 import { keepEntries } from "../topics/checkpoint-codec.ts";
-import { CHUNK_BYTES, relationLayoutsOf, RelationLayouts } from "./relation-layouts.ts";
+import { CHUNK_BYTES, marksPieces, relationLayoutsOf, RelationLayouts } from "./relation-layouts.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
 import { SNAPSHOT_INCOMPLETE } from "./positions.ts";
 
@@ -249,4 +249,86 @@ test("checkpoints of older Sluice versions are read (the record inline, or in nu
   const moved = checkpoint(again, at(51));
   assert.deepEqual(relationLayoutsOf(moved), new Map([[16384, layout("orders")]]));
   assert.deepEqual(built(again, at(52)).checkpoint.entries, { "relation-layouts/3/0": null }, "the numbered entry is deleted once the new form is stored");
+});
+
+test("catalog marks ride in the record: restored from the checkpoint, written beside it only when they change, and the replaced ones deleted once a checkpoint without them is acknowledged", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), null);
+  layouts.setMarks('{"labels":[]}');
+  const first = checkpoint(layouts, at(10));
+  const firstMarks = Object.keys(first.entries ?? {}).filter((name) => name.startsWith("relation-layouts/k/"));
+  assert.equal(firstMarks.length, 1, "the marks' entry is written");
+  assert.deepEqual(relationLayoutsOf(first), new Map([[1, layout("orders")]]), "the layouts read as before");
+
+  const restarted = new RelationLayouts(logger);
+  restarted.restore(first);
+  assert.equal(restarted.restoredMarks(), '{"labels":[]}');
+  restarted.setMarks('{"labels":[]}');
+  const same = built(restarted, at(11));
+  assert.equal(same.checkpoint.entries, undefined, "the same marks write nothing");
+  restarted.setMarks('{"labels":[[7,"blue"]]}');
+  logs.set(restarted, first);
+  store(restarted, built(restarted, at(12)));
+  // Entries no stored version has are deleted by the checkpoints after the one that made the new version stored.
+  const second = checkpoint(restarted, at(13));
+  const written = Object.keys(second.entries ?? {}).filter((name) => name.startsWith("relation-layouts/k/"));
+  assert.equal(written.length, 1, `the replaced marks are deleted, the new ones kept: ${written.join(", ")}`);
+  assert.notEqual(written[0], firstMarks[0]);
+  assert.equal(Object.keys(second.entries ?? {}).filter((name) => name.startsWith("relation-layouts/c/")).length, 1, "the layouts' chunk is kept, not written again");
+  const again = new RelationLayouts(logger);
+  assert.deepEqual(again.restore(second), new Map([[1, layout("orders")]]));
+  assert.equal(again.restoredMarks(), '{"labels":[[7,"blue"]]}');
+});
+
+test("kill -9 between new marks and the checkpoint naming them: the stored checkpoint still reads its own marks", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), null);
+  layouts.setMarks("A");
+  const stored = checkpoint(layouts, at(10));
+  layouts.setMarks("B");
+  // The entries written (at-least-once Kafka: before the checkpoint), the checkpoint not.
+  const lost = built(layouts, at(11));
+  const afterCrash = keepEntries(stored, { ...stored, entries: lost.checkpoint.entries ?? {} });
+  const restarted = new RelationLayouts(logger);
+  restarted.restore(afterCrash);
+  assert.equal(restarted.restoredMarks(), "A");
+});
+
+test("a record whose marks' entry is missing keeps its layouts; the marks are unknown", () => {
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), null);
+  layouts.setMarks("A");
+  const stored = checkpoint(layouts, at(10));
+  const entries = Object.fromEntries(Object.entries(stored.entries ?? {}).filter(([name]) => !name.startsWith("relation-layouts/k/")));
+  const restarted = new RelationLayouts(logger);
+  assert.deepEqual(restarted.restore({ ...stored, entries }), new Map([[1, layout("orders")]]));
+  assert.equal(restarted.restoredMarks(), null);
+});
+
+test("large catalog marks (thousands of partitions) are kept in entries of at most 48 KiB each, a surrogate pair never split; a change at the end writes the last one", () => {
+  for (const piece of [1, 2, 3, 7]) {
+    const text = "a😀b😀😀c";
+    const pieces = marksPieces(text, piece);
+    assert.equal(pieces.join(""), text);
+    assert.ok(pieces.every((p) => !/[\uD800-\uDBFF]$/.test(p) && !/^[\uDC00-\uDFFF]/.test(p)), `whole characters in pieces of ${piece}: ${JSON.stringify(pieces)}`);
+  }
+  const marks = JSON.stringify({ labels: Array.from({ length: 20_000 }, (_, i) => [i, `label 😀 ${i}`]) });
+  const layouts = new RelationLayouts(logger);
+  layouts.restore(null);
+  layouts.note(1, layout("orders"), null);
+  layouts.setMarks(marks);
+  const first = checkpoint(layouts, at(10));
+  const pieces = Object.entries(first.entries ?? {}).filter(([name]) => name.startsWith("relation-layouts/k/"));
+  assert.ok(pieces.length > 5, `${pieces.length} entries`);
+  assert.ok(pieces.every(([, text]) => Buffer.byteLength(text!) <= 48 * 1024));
+  const restarted = new RelationLayouts(logger);
+  restarted.restore(first);
+  assert.equal(restarted.restoredMarks(), marks);
+  logs.set(restarted, first);
+  restarted.setMarks(`${marks.slice(0, -2)},[20001,"new"]]}`);
+  const written = Object.keys(built(restarted, at(11)).checkpoint.entries ?? {}).filter((name) => name.startsWith("relation-layouts/k/"));
+  assert.equal(written.length, 1, "only the last piece is written again");
 });

@@ -21,6 +21,9 @@
  * whatever it set off (a rename's emptying and its online snapshot's request, which counts in every checkpoint from
  * then on) is done: a crash before that resumes with the layout before, and tells the rename again (a read again at
  * worst, never a rename missed).
+ *
+ * The record also carries the source's catalog marks (catalog-marks.ts), an entry of their own named by the manifest;
+ * they count in the next checkpoint once set (setMarks).
  */
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
@@ -60,6 +63,49 @@ type StoredRelation = [number, string, string, StoredColumn[]];
 const hashOf = (text: string): string => createHash("sha256").update(text).digest("hex").slice(0, 32);
 const manifestName = (hash: string): string => `${ENTRY_PREFIX}m/${hash}`;
 const chunkName = (hash: string): string => `${ENTRY_PREFIX}c/${hash}`;
+/** The catalog marks' entry (catalog-marks.ts), named by its content's hash like a chunk. */
+const marksName = (hash: string): string => `${ENTRY_PREFIX}k/${hash}`;
+const HASH = /^[0-9a-f]{32}$/;
+
+/** UTF-16 units of the marks' text per entry: at most 48 KiB of UTF-8, below CHUNK_BYTES like a chunk of layouts. */
+const MARKS_PIECE = 16 * 1024;
+
+/** The marks' text in pieces of at most MARKS_PIECE units, never splitting a surrogate pair. */
+export function marksPieces(text: string, piece: number = MARKS_PIECE): string[] {
+  const pieces: string[] = [];
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(text.length, start + piece);
+    const code = text.charCodeAt(end - 1);
+    // A piece ending in a high surrogate ends before it (or, one unit long, takes its pair: a lone one does not survive UTF-8).
+    if (end < text.length && code >= 0xd800 && code <= 0xdbff) end += end - start > 1 ? -1 : 1;
+    pieces.push(text.slice(start, end));
+    start = end;
+  }
+  return pieces;
+}
+
+/**
+ * A manifest's text: the chunk hashes as a JSON array, or, with catalog marks, `{"chunks": [...], "marks": [<hashes of
+ * the marks' pieces>]}` (an older Sluice reads that as no record, as after an upgrade).
+ */
+function manifestText(hashes: readonly string[], marks: readonly string[] | null): string {
+  return marks === null ? JSON.stringify(hashes) : JSON.stringify({ chunks: hashes, marks });
+}
+
+function readManifest(text: string | undefined): { hashes: string[]; marks: string[] | null } | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text ?? "null");
+  } catch {
+    return null;
+  }
+  const isHashes = (value: unknown): value is string[] => Array.isArray(value) && value.every((h) => typeof h === "string" && HASH.test(h));
+  if (isHashes(parsed)) return { hashes: parsed, marks: null };
+  if (typeof parsed !== "object" || parsed === null) return null;
+  const { chunks, marks } = parsed as { chunks?: unknown; marks?: unknown };
+  if (!isHashes(chunks) || !isHashes(marks)) return null;
+  return { hashes: chunks, marks };
+}
 const numberedName = (version: number, chunk: number): string => `${ENTRY_PREFIX}${version}/${chunk}`;
 
 function encodeRelation(relid: number, l: RelationLayout): string {
@@ -109,23 +155,20 @@ interface ReadChunk {
  * are), the layouts, and the manifest's name; null when it names none, undefined when it names one that is missing
  * or unreadable.
  */
-function readRecord(checkpoint: Checkpoint | null | undefined): { layouts: Map<number, RelationLayout>; chunks: ReadChunk[]; manifest: string | null } | null | undefined {
+function readRecord(
+  checkpoint: Checkpoint | null | undefined,
+): { layouts: Map<number, RelationLayout>; chunks: ReadChunk[]; manifest: string | null; marks: { names: string[]; text: string } | null } | null | undefined {
   const base = decodeResume(checkpoint?.position.resume).base;
   if (base === undefined || !base.startsWith(MARK)) return null;
   const entries = checkpoint?.entries ?? {};
   const manifestMatch = MANIFEST_REFERENCE.exec(base);
   if (manifestMatch !== null) {
     const manifest = manifestName(manifestMatch[1]!);
-    let hashes: unknown;
-    try {
-      hashes = JSON.parse(entries[manifest] ?? "null");
-    } catch {
-      return undefined;
-    }
-    if (!Array.isArray(hashes) || !hashes.every((h) => typeof h === "string" && /^[0-9a-f]{32}$/.test(h))) return undefined;
+    const listed = readManifest(entries[manifest] ?? undefined);
+    if (listed === null) return undefined;
     const layouts = new Map<number, RelationLayout>();
     const chunks: ReadChunk[] = [];
-    for (const hash of hashes as string[]) {
+    for (const hash of listed.hashes) {
       const name = chunkName(hash);
       const text = entries[name];
       const chunk = decodeRelations(text);
@@ -133,7 +176,11 @@ function readRecord(checkpoint: Checkpoint | null | undefined): { layouts: Map<n
       chunks.push({ name, bytes: Buffer.byteLength(text!), layouts: chunk });
       for (const [relid, layout] of chunk) layouts.set(relid, layout);
     }
-    return { layouts, chunks, manifest };
+    // Marks with an entry missing are unknown (the looks start over from the catalog); the layouts still count.
+    const names = (listed.marks ?? []).map(marksName);
+    const pieces = names.map((name) => entries[name]);
+    const marks = listed.marks !== null && pieces.every((p) => typeof p === "string") ? { names, text: pieces.join("") } : null;
+    return { layouts, chunks, manifest, marks };
   }
   const numbered = NUMBERED_REFERENCE.exec(base);
   if (numbered !== null) {
@@ -143,10 +190,10 @@ function readRecord(checkpoint: Checkpoint | null | undefined): { layouts: Map<n
       if (decoded === null) return undefined;
       for (const [relid, layout] of decoded) layouts.set(relid, layout);
     }
-    return { layouts, chunks: [], manifest: null };
+    return { layouts, chunks: [], manifest: null, marks: null };
   }
   const inline = decodeRelations(base.slice(MARK.length));
-  return inline === null ? undefined : { layouts: inline, chunks: [], manifest: null };
+  return inline === null ? undefined : { layouts: inline, chunks: [], manifest: null, marks: null };
 }
 
 /**
@@ -161,7 +208,7 @@ export function relationLayoutsOf(checkpoint: Checkpoint | null | undefined): Ma
 /** A version of the record: the resume text naming it and its entries. */
 interface Version {
   readonly reference: string | undefined;
-  /** Every entry it is made of (its manifest and chunks). */
+  /** Every entry it is made of (its manifest, chunks and catalog marks). */
   readonly names: ReadonlySet<string>;
   /** The entries it has that were not known stored when it was made: written with the checkpoints naming it until one is acknowledged. */
   written: Readonly<Record<string, string>>;
@@ -221,6 +268,8 @@ export class RelationLayouts {
   private deleting = new Set<string>();
   /** The stored version changed (or was restored): the next acknowledgement looks for entries to delete. */
   private sweep = false;
+  /** The catalog marks the record carries (catalog-marks.ts: what the source's catalog looks compare with), as text; null: none. */
+  private marks: string | null = null;
 
   constructor(logger: Logger) {
     this.logger = logger;
@@ -245,6 +294,7 @@ export class RelationLayouts {
     this.inFlight = [];
     this.deleting = new Set();
     this.stored = new Map(record?.layouts ?? []);
+    this.marks = record?.marks?.text ?? null;
     this.changes = [];
     this.seeds = [];
     this.named = null;
@@ -267,12 +317,29 @@ export class RelationLayouts {
     }
     for (const relid of this.stored.keys()) if (!this.chunkOf.has(relid)) this.dirty.add(relid);
     if (record?.manifest != null && this.dirty.size === 0) {
-      const restored: Version = { reference: decodeResume(from?.position.resume).base, names: new Set([record.manifest, ...record.chunks.map((c) => c.name)]), written: {} };
+      const names = [record.manifest, ...record.chunks.map((c) => c.name), ...(record.marks?.names ?? [])];
+      const restored: Version = { reference: decodeResume(from?.position.resume).base, names: new Set(names), written: {} };
       this.current = restored;
       this.durableVersion = restored;
     }
     this.sweep = true;
     return record?.layouts ?? null;
+  }
+
+  /** The catalog marks of the checkpoint restore() read (null: none), until setMarks. */
+  restoredMarks(): string | null {
+    return this.marks;
+  }
+
+  /**
+   * The catalog marks the next checkpoints carry (catalog-marks.ts), counting at once: the source sets them only once
+   * what the catalog change it saw set off is queued (the online snapshots ride in the same checkpoints), and keeps the
+   * marks of before for a change whose read could not be queued yet. Nothing is written while they stay the same.
+   */
+  setMarks(text: string | null): void {
+    if (text === this.marks) return;
+    this.marks = text;
+    this.current = null;
   }
 
   /** Forgets relations `keep` does not keep (dropped while Sluice was stopped). */
@@ -444,11 +511,23 @@ export class RelationLayouts {
       hashes.push(chunk.name.slice(chunk.name.lastIndexOf("/") + 1));
       if (!known.has(chunk.name)) written[chunk.name] = chunk.text ?? this.chunkText(chunk);
     }
-    const manifestText = JSON.stringify(hashes);
-    const manifestHash = hashOf(manifestText);
+    const names = this.chunks.map((c) => c.name!);
+    let marksHashes: string[] | null = null;
+    if (this.marks !== null) {
+      marksHashes = [];
+      for (const piece of marksPieces(this.marks)) {
+        const hash = hashOf(piece);
+        const name = marksName(hash);
+        marksHashes.push(hash);
+        names.push(name);
+        if (!known.has(name)) written[name] = piece;
+      }
+    }
+    const manifestContent = manifestText(hashes, marksHashes);
+    const manifestHash = hashOf(manifestContent);
     const manifest = manifestName(manifestHash);
-    if (!known.has(manifest)) written[manifest] = manifestText;
-    const version: Version = { reference: `${MARK}@${manifestHash}`, names: new Set([manifest, ...this.chunks.map((c) => c.name!)]), written };
+    if (!known.has(manifest)) written[manifest] = manifestContent;
+    const version: Version = { reference: `${MARK}@${manifestHash}`, names: new Set([manifest, ...names]), written };
     for (const name of version.names) {
       this.kept.add(name);
       this.deleting.delete(name);

@@ -59,6 +59,8 @@ import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
 import { RelationLayouts } from "./relation-layouts.ts";
+import { decodeCatalogMarks, encodeCatalogMarks, NO_MARKS } from "./catalog-marks.ts";
+import type { CatalogMarks, PublicationMarks } from "./catalog-marks.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
 
@@ -209,9 +211,14 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /** The captured tables' enum labels at the last catalog look, kept across streams as seenPartitions is. */
   private readonly enumLabels = new EnumLabels();
   /** The publication's membership rows at the last catalog look (readReaddedTables), kept across streams. */
-  private memberships: { publication: number; members: Map<number, number> } | null = null;
-  /** Tables found taken out and put back whose read again could not be queued yet (by relid), asked for again at each look. */
-  private readonly readdedPending = new Map<number, { table: TableRef; member: number; failures: number }>();
+  private memberships: PublicationMarks | null = null;
+  /** Tables found taken out and put back whose read again could not be queued yet (by relid; `was`: the row before), asked for again at each look. */
+  private readonly readdedPending = new Map<number, { table: TableRef; member: number; was: number; failures: number }>();
+  /**
+   * Whether this source object took up the catalog looks' marks (memberships, partitions, enum labels) at a connect: a
+   * reconnect keeps its own then (as new as any checkpoint, their reads queued), a first connect takes the checkpoint's.
+   */
+  private marksTaken = false;
   /** Partitioned tables whose partitions Sluice's role may not read directly, told once (readAttachedPartitions). */
   private readonly toldUnreadablePartitions = new Set<number>();
   /** Online snapshots (sluice snapshot, the signal table, tables added later): see incremental-snapshot.ts. */
@@ -374,6 +381,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Streaming without an initial snapshot, the record may lack tables no change has published yet (a checkpoint from
     // before it was kept, snapshot.mode never): they are read from the catalog now (an initial snapshot reads them all).
     if (plan.kind === "stream" || plan.kind === "create-and-stream") await this.seedLayouts(catalog, tables, server.version);
+    await this.takeUpMarks(catalog, plan.kind === "stream", tables, added, publication?.allTables === true);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
@@ -595,6 +603,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         rewritten: (table, partitions) => this.readRewrittenPartitions(table, partitions),
       },
       enumLabels: (known) => this.readRenamedEnumLabels(catalog, known),
+      looked: () => this.saveMarks(),
       logger: this.logger,
     });
     return {
@@ -926,16 +935,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     this.memberships = now;
     const captured = new Set(known.map((t) => t.relid));
     for (const relid of this.readdedPending.keys()) if (!captured.has(relid)) this.readdedPending.delete(relid);
-    const readded: { table: TableRef; member: number }[] = [];
+    const readded: { table: TableRef; member: number; was: number }[] = [];
     if (now !== null && before !== null && before.publication === now.publication) {
       for (const table of known) {
         const was = before.members.get(table.relid);
         const is = now.members.get(table.relid);
-        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push({ table, member: is });
+        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push({ table, member: is, was });
       }
     }
-    for (const { table, member } of this.readdedPending.values()) readded.push({ table, member });
-    for (const { table, member } of readded) await this.readReadded(table, member);
+    for (const { table, member, was } of this.readdedPending.values()) readded.push({ table, member, was });
+    for (const { table, member, was } of readded) await this.readReadded(table, member, was);
   }
 
   /**
@@ -943,7 +952,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * it are still asked for. Queued without the planner's estimate (which locks the table), named by its new membership
    * row: asked for again at a later look, it is not queued twice.
    */
-  private async readReadded(table: TableRef, member: number): Promise<void> {
+  private async readReadded(table: TableRef, member: number, was: number): Promise<void> {
     const name = `${table.schema}.${table.table}`;
     const publication = this.names.publication;
     const readded = `${name} was taken out of publication "${publication}" and put back since the last look: its changes in between were not streamed`;
@@ -965,7 +974,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         return;
       }
       // Kept for the next look (the source not streaming yet, say); warned the first time only.
-      const pending = this.readdedPending.get(table.relid) ?? { table, member, failures: 0 };
+      const pending = this.readdedPending.get(table.relid) ?? { table, member, was, failures: 0 };
       pending.failures += 1;
       this.readdedPending.set(table.relid, pending);
       if (pending.failures === 1) {
@@ -1008,6 +1017,47 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (gap === null) return [];
     const publication = this.names.publication;
     return [{ code: PUBLICATION_INCOMPLETE, message: gapWarning(publication, gap), publication, unpublished: gap.unpublished, viaRoot: gap.viaRoot, tables: gap.tables }];
+  }
+
+  /**
+   * The marks the catalog looks compare with (catalog-marks.ts), at a connect. Resuming the stream, a first connect takes
+   * up those its checkpoint carries, so a table taken out of the publication and put back, a partition attached or
+   * truncated, an enum label renamed while Sluice was stopped (or while a standby took over) is seen at the first look;
+   * a reconnect keeps its own. Marks not stored (a first start, an upgrade) and a new slot's are read now (one query
+   * each, only then): a change made after them is seen at the first look. The tables start put back in the publication
+   * itself (`added`, their rows read by their backfill) are not compared.
+   */
+  private async takeUpMarks(catalog: pg.Client, resuming: boolean, tables: readonly TableRef[], added: readonly TableRef[], allTables: boolean): Promise<void> {
+    if (!(resuming && this.marksTaken)) {
+      const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : NO_MARKS;
+      this.readdedPending.clear();
+      let memberships = allTables ? null : stored.publication;
+      if (memberships !== null && added.length > 0) {
+        const members = new Map(memberships.members);
+        for (const table of added) members.delete(table.relid);
+        memberships = { publication: memberships.publication, members };
+      }
+      if (memberships === null && !allTables) memberships = await publicationMemberships(catalog, this.names.publication);
+      this.memberships = memberships;
+      const partitions = stored.partitions ?? new Map([...(await leafPartitions(catalog, tables))].map(([root, leaves]) => [root, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
+      this.seenPartitions.leaves = new Map([...partitions].map(([root, leaves]) => [root, new Map(leaves)]));
+      this.enumLabels.restore(stored.labels);
+      // Recorded, not compared (no labels before).
+      if (stored.labels === null) await this.enumLabels.renamed(catalog, tables);
+      this.marksTaken = true;
+    }
+    this.saveMarks();
+  }
+
+  /** The marks the next checkpoints carry: as the last look saw them, but a table whose read again is not queued yet with its row from before. */
+  private saveMarks(): void {
+    let publication = this.memberships;
+    if (publication !== null && this.readdedPending.size > 0) {
+      const members = new Map(publication.members);
+      for (const [relid, { was }] of this.readdedPending) members.set(relid, was);
+      publication = { publication: publication.publication, members };
+    }
+    this.layouts.setMarks(encodeCatalogMarks({ publication, partitions: this.seenPartitions.leaves, labels: this.enumLabels.saved() }));
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */

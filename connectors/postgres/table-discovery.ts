@@ -49,6 +49,8 @@ export interface TableDiscoveryOptions {
    * the last look (enum-labels.ts). One that fails is tried at the next look, without stopping the rest of this one.
    */
   readonly enumLabels?: (known: readonly TableRef[]) => Promise<void>;
+  /** After every look, whatever it did: the source stores what the looks saw with its next checkpoints (catalog-marks.ts). */
+  readonly looked?: () => void;
   readonly logger: Logger;
 }
 
@@ -56,11 +58,19 @@ export interface TableDiscoveryOptions {
  * The leaf partitions of the known partitioned tables at the last look (relfilenode by relation id), null before the
  * first. Owned by the source, not by one stream's discovery: capture opens a new stream after every retriable failure
  * (a network blip, a server restart), and a discovery starting from nothing would take the partitions attached during
- * the outage, or before its first look, as known: their rows never read.
+ * the outage, or before its first look, as known: their rows never read. Across restarts and takeovers the source keeps
+ * them with its checkpoints (catalog-marks.ts) and sets them at a connect, so the first look compares too.
  */
 export class SeenPartitions {
   leaves: Map<number, Map<number, number>> | null = null;
 }
+
+/**
+ * The first look comes this soon after a start (or the interval, when shorter): catalog changes made while Sluice was
+ * stopped, compared with what the last process saw (catalog-marks.ts), are acted on then, not an interval later. Late
+ * enough to leave the catalog connection to the stream's start (launch -> first record).
+ */
+const FIRST_LOOK_MS = 1_000;
 
 /** By relation id: a table dropped and created again under its name is a new table (and no longer in the publication). */
 const idOf = (table: TableRef) => table.relid;
@@ -73,6 +83,7 @@ export class TableDiscovery {
   /** Known tables told to `vacated`. */
   private readonly vacated = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
+  private firstTimer: NodeJS.Timeout | null = null;
   private looking: Promise<void> | null = null;
   private failures = 0;
   private republishFailures = 0;
@@ -87,12 +98,18 @@ export class TableDiscovery {
     if (this.options.intervalMs <= 0 || this.timer !== null) return;
     this.timer = setInterval(() => void this.look(), this.options.intervalMs);
     this.timer.unref();
+    if (this.options.intervalMs > FIRST_LOOK_MS) {
+      this.firstTimer = setTimeout(() => void this.look(), FIRST_LOOK_MS);
+      this.firstTimer.unref();
+    }
   }
 
   /** Stops looking; resolves once a look in progress is done (the source then closes the connection it uses). */
   async stop(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    if (this.firstTimer !== null) clearTimeout(this.firstTimer);
     this.timer = null;
+    this.firstTimer = null;
     await this.looking;
   }
 
@@ -132,6 +149,8 @@ export class TableDiscovery {
     } catch (error) {
       // One warning per run of failures: a lost connection is reported by the stream.
       if (this.failures++ === 0) this.options.logger.warn({ err: (error as Error).message }, "could not look for new tables; trying again");
+    } finally {
+      this.options.looked?.();
     }
   }
 
