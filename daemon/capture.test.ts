@@ -248,6 +248,50 @@ test("a record over maxRecordBytes halts its table with RECORD_TOO_LARGE, is par
   await log.close();
 });
 
+test("a release whose write meets a Kafka limit lowered while the table was halted halts the table over it, not the release", async () => {
+  const { EmbeddedTopicLog } = await import("../connectors/embedded/embedded-log.ts");
+  const { mkdtempSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-release-limit-")), "log.db"), logger: silent });
+  for (const name of ["t.parked", "pg.public.a", "pg.public.bad"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  // As Kafka does: the topic's max.message.bytes lowered to 2048 (by an operator, while the table was halted) is learnt at
+  // the refusal of a write over it, which fails as retriable with nothing of it stored (KafkaTopicLog.readRecordLimitsAgain).
+  let known: number | undefined;
+  const produce = log.produce.bind(log);
+  log.produce = async (records, checkpoint) => {
+    if (known === undefined && records.some((r) => r.topic === "pg.public.bad" && (r.value?.length ?? 0) > 2_048)) {
+      known = 2_048;
+      throw new SluiceError("Kafka refused a record batch as larger than a topic's record limit, lower than Sluice knew", { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true });
+    }
+    return produce(records, checkpoint);
+  };
+  log.maxRecordBytes = (topic) => (topic === "pg.public.bad" ? known : undefined);
+  let accepting = false;
+  const wide = (id: bigint, commit: bigint): ChangeEvent => ({ ...event("bad", id, commit), after: { id, text: "x".repeat(5_000) } });
+  const encoder: ChangeEncoder = {
+    encode: async (e) => {
+      if (e.schema.table === "bad" && !accepting) throw new SluiceError("column `price`: writer type double cannot be read as int", { code: "SCHEMA_INCOMPATIBLE" });
+      return [{ topic: `pg.public.${e.schema.table}`, key: Buffer.from(String(e.key["id"])), value: Buffer.from(String(e.after?.["text"] ?? "v")), timestamp: 0 }];
+    },
+  };
+  const source = new ScriptedSource([[wide(1n, 10n), event("a", 2n, 10n)]]);
+  const pipeline = new CapturePipeline({ source, log, encoder, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  const stop = new AbortController();
+  const running = pipeline.run(stop.signal);
+  for (let i = 0; i < 500 && source.acked.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  assert.equal(pipeline.haltedTables()[0]?.code, "SCHEMA_INCOMPATIBLE");
+  accepting = true;
+  const report = await pipeline.release("public.bad", "retry", true, stop.signal);
+  stop.abort(new Error("stop"));
+  await running;
+  const [halt] = pipeline.haltedTables();
+  assert.equal(halt?.code, "RECORD_TOO_LARGE");
+  assert.match(halt?.error ?? "", /over max\.message\.bytes of topic pg\.public\.bad \(2048; raise it/);
+  assert.match(report.description, /it halted again/);
+  await log.close();
+});
+
 test("transaction markers go to the transaction topic in the same write as the batch", async () => {
   const source = new ScriptedSource([[event("a", 1n, 10n), event("a", 2n, 10n)]]);
   const read = source.read.bind(source);

@@ -125,6 +125,9 @@ export type { TransactionMarker } from "../connectors/contracts.ts";
  */
 const TABLE_HALTING_CODES = new Set(["SCHEMA_INCOMPATIBLE", "SCHEMA_UNSUPPORTED", "AVRO_VALUE_INVALID", RECORD_TOO_LARGE, "OUTBOX_EVENT_INVALID", "OUTBOX_SCHEMA_UNREADABLE", "OUTBOX_SCHEMA_MISSING", "OUTBOX_TOPIC_REFUSED", "DATA_CHECK_FAILED", "GOVERNANCE_KEY_INVALID"]);
 
+/** The topic log's refusal of a write over a limit it learnt only then (Kafka): written again, it meets that limit. */
+const LIMIT_LOWERED_CODES = new Set(["KAFKA_TOPIC_LIMIT_LOWERED", "KAFKA_REQUEST_LIMIT_LOWERED"]);
+
 /** A change its source could not read whole (ChangeEvent.refusal): it halts its table, whatever its code. */
 class SourceRefusalError extends SluiceError {}
 
@@ -764,7 +767,16 @@ export class CapturePipeline {
       this.haltReasons.delete(table);
       this.options.stats?.onRelease?.(table);
       try {
-        const done = await this.restoreParked(stop, table, skipPlan ?? undefined);
+        const done = await this.restoreParked(stop, table, skipPlan ?? undefined).catch(async (error: unknown) => {
+          // A topic's limit (the table's, the parking topic's, the brokers' request limit) lower than known: the log reads
+          // it at that refusal, nothing of the failed write is stored, and re-publishing again halts the table of a change
+          // over it (RECORD_TOO_LARGE), as capture does, instead of failing the operator's release once.
+          if (!(error instanceof SluiceError) || !LIMIT_LOWERED_CODES.has(error.code) || stop.aborted) throw error;
+          this.logger.warn({ table, err: error.toLog() }, `table ${table}: a Kafka record limit was lower than known while its parked changes were re-published; re-publishing them again within it`);
+          this.halted.delete(table);
+          this.haltReasons.delete(table);
+          return this.restoreParked(stop, table, skipPlan ?? undefined);
+        });
         this.interrupted.delete(table);
         return done;
       } catch (error) {
@@ -878,14 +890,21 @@ export class CapturePipeline {
       const record = records[r]!;
       const bytes = recordBytes(record);
       const configured = this.options.maxRecordBytes ?? Number.POSITIVE_INFINITY;
-      // An existing Kafka topic may take less than the config says (its max.message.bytes was never raised).
+      // An existing Kafka topic may take less than the config says (its max.message.bytes was never raised, or lowered
+      // since, its segment.bytes, the brokers' message.max.bytes or socket.request.max.bytes).
       const topicLimit = this.options.log.maxRecordBytes?.(record.topic) ?? Number.POSITIVE_INFINITY;
       if (bytes > Math.min(configured, topicLimit)) {
-        const limit = topicLimit < configured ? `max.message.bytes of topic ${record.topic} (${topicLimit}; raise it to topics.max_record_bytes)` : `topics.max_record_bytes (${configured})`;
-        throw recordTooLarge(event, record.topic, bytes, Math.min(configured, topicLimit), limit, this.options.parkingTopic);
+        throw recordTooLarge(event, record.topic, bytes, Math.min(configured, topicLimit), this.limitText(record.topic, topicLimit, configured), this.options.parkingTopic);
       }
     }
     return records;
+  }
+
+  /** What limits a record to `topic`, as the halt's error says it: the log's limit when tighter than the config's, and how to raise it. */
+  private limitText(topic: string, topicLimit: number, configured: number): string {
+    if (topicLimit >= configured) return `topics.max_record_bytes (${configured})`;
+    const limit = this.options.log.recordLimitOf?.(topic);
+    return limit ? `${limit.setting} (${limit.bytes}; ${limit.raise})` : `max.message.bytes of topic ${topic} (${topicLimit}; raise it to topics.max_record_bytes)`;
   }
 
   /** BEGIN/END markers with event counts, keyed by transaction id, stored with the batch. */

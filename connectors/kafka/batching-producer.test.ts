@@ -243,6 +243,31 @@ test("with retry.maxAttempts 1 (a command), a batch refused over a lowered max.m
   await producer.close();
 });
 
+test("a connection a broker closed under a request over its socket.request.max.bytes: the limit read again, requests cut within it; a record over it fails the unit as retriable", async () => {
+  const kafka = new ScriptedKafka();
+  const closed = () => Object.assign(new Error("Closed connection"), { name: "KafkaJSConnectionClosedError" });
+  let requestLimit: number | undefined;
+  let reads = 0;
+  const { producer } = producerWith(kafka, {
+    lingerMs: 0,
+    batchBytes: 10_000,
+    retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
+    requestLimit: () => requestLimit,
+    onConnectionClosed: async () => (reads++, (requestLimit = 300), { was: null, now: 300, setting: "socket.request.max.bytes of the brokers (1324) less 1024 bytes of request framing" }),
+  });
+  kafka.failures.push(closed());
+  // Three records of 100 counted bytes went in one request; within 300 with their partition's framing, two do.
+  await producer.send([message("t", "a"), message("t", "b"), message("t", "c")]);
+  assert.equal(reads, 1);
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value)))), [["a", "b"], ["c"]]);
+  // A record the new limit cannot carry: the unit fails as retriable (its writer writes again, and its record check halts the table).
+  kafka.failures.push(closed());
+  requestLimit = undefined;
+  const big = { ...message("t", "big"), size: 900 };
+  await assert.rejects(producer.send([big]), (error: Error & { code?: string; retriable?: boolean }) => error.code === "KAFKA_REQUEST_LIMIT_LOWERED" && error.retriable === true && /socket\.request\.max\.bytes.*halts its table/.test(error.message));
+  await producer.close();
+});
+
 test("at most max_in_flight flushed units wait; further calls wait for room", async () => {
   const kafka = new ScriptedKafka();
   let release!: () => void;

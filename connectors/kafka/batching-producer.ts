@@ -20,7 +20,7 @@ import type { Logger } from "../../runtime/logger.ts";
 import { backoffDelay } from "../../runtime/backoff.ts";
 import type { BackoffPolicy } from "../../runtime/backoff.ts";
 import { SluiceError } from "../errors.ts";
-import { isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
+import { isConnectionClosed, isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
 import { withLinearPartitionGrouping } from "./partition-grouping.ts";
 import { pushAll } from "../../runtime/arrays.ts";
 // kafkajs's produce requests are encoded in one pass from here on (before any producer sends).
@@ -92,6 +92,16 @@ export interface BatchingProducerOptions {
    */
   readonly onMessageTooLarge?: (topics: readonly string[]) => Promise<readonly LoweredLimit[]>;
   /**
+   * The largest record a produce request carries alone (the brokers' socket.request.max.bytes less its framing), when
+   * known: requests are cut within it. A broker closes the connection of a larger one, which kafkajs retries for ever.
+   */
+  readonly requestLimit?: () => number | undefined;
+  /**
+   * A broker closed a delivery's connection: reads the brokers' socket.request.max.bytes again (a broker restarted with a
+   * lower one); answers it when now lower than known, and the delivery is then written again as after onMessageTooLarge.
+   */
+  readonly onConnectionClosed?: () => Promise<Omit<LoweredLimit, "topic"> | undefined>;
+  /**
    * A delivery failed with INVALID_TIMESTAMP: called with the unit's topics, answers how old a record each of them takes
    * (message.timestamp.before.max.ms, where it is set). The unit's records older than that are given the time of now and
    * the unit is written again: a capture catching up after a stop longer than that window was refused for good.
@@ -104,6 +114,8 @@ export interface LoweredLimit {
   /** The limit batches were kept within (null: none known). */
   readonly was: number | null;
   readonly now: number;
+  /** What sets it now (RecordLimit.setting): "max.message.bytes of topic T", "segment.bytes of topic T", ... */
+  readonly setting?: string;
 }
 
 export interface WrittenOffset {
@@ -339,15 +351,21 @@ export class BatchingProducer {
         // Records re-stamped: written again, but counted and after the backoff like any retry (a window shorter than a
         // reconnect and send, or a broker clock ahead of this one, would re-stamp and be refused at every attempt).
         const restamped = failure.code === "KAFKA_INVALID_TIMESTAMP" && !this.closing && (await this.restampedTooOld(unit));
-        const lowered = failure.code === "KAFKA_MESSAGE_TOO_LARGE" && !this.closing ? await this.limitsLowered(unit, failure) : undefined;
+        const lowered = this.closing
+          ? undefined
+          : failure.code === "KAFKA_MESSAGE_TOO_LARGE"
+            ? await this.limitsLowered(unit, failure)
+            : isConnectionClosed(error)
+              ? await this.requestLimitLowered(unit, failure)
+              : undefined;
         if (lowered?.recordOver) {
           // Capture writes it again from its checkpoint, and its per-record check halts the table of the change over it.
-          this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a topic's max.message.bytes is lower than Sluice knew and a record of the batch is over it; the batch is written again within the new limit");
+          this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a Kafka record limit is lower than Sluice knew and a record of the batch is over it; the batch is written again within the new limit");
           throw lowered.error;
         }
         // Every record within the new limits: the next attempt cuts its batches within them (batchLimitOf), no restart.
         const recut = lowered !== undefined;
-        if (recut) this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a topic's max.message.bytes is lower than Sluice knew; the batch is written again in batches within it");
+        if (recut) this.logger.warn({ brokers: this.options.brokers, err: lowered.error.toLog() }, "a Kafka record limit is lower than Sluice knew; the batch is written again in batches within it");
         if (recut && uncounted === 0) uncounted = 1;
         const exhausted = this.options.retry.maxAttempts !== undefined && attempt + 1 - uncounted >= this.options.retry.maxAttempts;
         if (!(failure.retriable || restamped || recut) || exhausted || this.closing) {
@@ -424,19 +442,42 @@ export class BatchingProducer {
     const limits = new Map(lowered.map((l) => [l.topic, l.now]));
     // As messagesOf's check before it works the exact size out: size + 64 is never below a record's framed bytes.
     const recordOver = messages.some((m) => m.size + 64 > (limits.get(m.topic) ?? Number.POSITIVE_INFINITY));
-    const said = lowered.map((l) => (l.was === null ? `${l.topic} (${l.now}, not known before)` : `${l.topic} (lowered from ${l.was} to ${l.now})`)).join(", ");
+    const said = lowered.map((l) => `${l.topic} (${l.was === null ? `${l.now}, not known before` : `lowered from ${l.was} to ${l.now}`}${l.setting === undefined ? "" : `: ${l.setting}`})`).join(", ");
     const error = new SluiceError(
-      `Kafka refused a record batch as larger than a topic's max.message.bytes, lower than Sluice knew: ${said}; nothing of the batch is acknowledged and it is written again within the limit` +
+      `Kafka refused a record batch as larger than a topic's record limit (max.message.bytes or segment.bytes), lower than Sluice knew: ${said}; nothing of the batch is acknowledged and it is written again within the limit` +
         (recordOver ? " (a change over it halts its table: RECORD_TOO_LARGE)" : ""),
       { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", topics: lowered.map((l) => l.topic).join(","), brokers: this.options.brokers.join(",") }, cause: failure },
     );
     return { error, recordOver };
   }
 
+  /**
+   * After a broker closed a delivery's connection: the brokers' socket.request.max.bytes read again (onConnectionClosed)
+   * when now lower than known, as a retriable failure, and whether a record of the unit may be over it; else undefined.
+   */
+  private async requestLimitLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
+    if (!this.options.onConnectionClosed) return undefined;
+    const lowered = await this.options.onConnectionClosed().catch((error: unknown) => {
+      this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
+      return undefined;
+    });
+    if (lowered === undefined) return undefined;
+    const recordOver = [...unit.messages, ...unit.checkpoints.values()].some((m) => m.size + 64 > lowered.now);
+    const error = new SluiceError(
+      `a Kafka broker closed the connection of a produce request, and the largest request the brokers take is lower than Sluice knew: ${lowered.setting ?? `${lowered.now} bytes`}` +
+        `${lowered.was === null ? "" : ` (was ${lowered.was})`}; nothing of the batch is acknowledged and it is written again in requests within it` +
+        (recordOver ? " (a change over it halts its table: RECORD_TOO_LARGE)" : ""),
+      { code: "KAFKA_REQUEST_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", brokers: this.options.brokers.join(",") }, cause: failure },
+    );
+    return { error, recordOver };
+  }
+
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {
     const producer = this.producer!;
-    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf);
     const checkpoints = [...unit.checkpoints.values()];
+    const requestLimit = this.options.requestLimit?.();
+    // Within the brokers' request limit, the first request's room for the checkpoints kept free (a transaction sends them with it).
+    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - sizeOf(checkpoints));
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
     if (!this.options.transactionalId) {
       for (const chunk of chunks) await producer.sendBatch(request(chunk));
@@ -497,6 +538,15 @@ function mergeUnits(units: readonly Unit[]): Unit {
   return merged;
 }
 
+/** A partition's bytes in a produce request beyond its records (index, batch length and header) and its topic's name. */
+const PARTITION_FRAMING_BYTES = 80;
+
+function sizeOf(messages: readonly OutgoingMessage[]): number {
+  let bytes = 0;
+  for (let m = 0; m < messages.length; m++) bytes += messages[m]!.size + PARTITION_FRAMING_BYTES + messages[m]!.topic.length;
+  return bytes;
+}
+
 /** A produce request holds at most this many times batch_bytes in all (each partition's batch at most batch_bytes). */
 export const REQUEST_BATCHES = 4;
 /**
@@ -512,14 +562,16 @@ export const MAX_REQUEST_BYTES = 64 * 2 ** 20;
  * each): bounding the whole request by `batchBytes` instead sent a unit spread over three
  * partitions in three requests, and its tail often in a request of its own.
  */
-function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number, batchLimitOf?: (topic: string) => number | undefined): OutgoingMessage[][] {
+function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number, batchLimitOf?: (topic: string) => number | undefined, requestLimit?: number): OutgoingMessage[][] {
   const chunks: OutgoingMessage[][] = [];
-  const requestBytes = Math.max(batchBytes, Math.min(REQUEST_BATCHES * batchBytes, MAX_REQUEST_BYTES));
-  // A partition's batch: batch_bytes, or less where the topic's max.message.bytes is lower.
+  const requestBytes = Math.min(Math.max(batchBytes, Math.min(REQUEST_BATCHES * batchBytes, MAX_REQUEST_BYTES)), requestLimit ?? Number.POSITIVE_INFINITY);
+  // Under the brokers' request limit a partition's framing counts too (its topic's name, index, batch header).
+  const framed = requestLimit !== undefined;
+  // A partition's batch: batch_bytes, or less where the topic's limit (or the request's) is lower.
   const partitionLimits = new Map<string, number>();
   const partitionLimitOf = (name: string): number => {
     let limit = partitionLimits.get(name);
-    if (limit === undefined) partitionLimits.set(name, (limit = Math.min(batchBytes, batchLimitOf?.(name) ?? batchBytes)));
+    if (limit === undefined) partitionLimits.set(name, (limit = Math.min(batchBytes, requestBytes, batchLimitOf?.(name) ?? batchBytes)));
     return limit;
   };
   let current: OutgoingMessage[] = [];
@@ -535,7 +587,8 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number,
     const sameTopic = message.topic === topic;
     const inPartition = (sameTopic ? partitionBytes[partition] : perTopic.get(message.topic)?.[partition]) ?? 0;
     const limit = sameTopic ? partitionLimit : partitionLimitOf(message.topic);
-    if (current.length > 0 && (inPartition + size > limit || bytes + size > requestBytes)) {
+    const added = framed && inPartition === 0 ? size + PARTITION_FRAMING_BYTES + message.topic.length : size;
+    if (current.length > 0 && (inPartition + size > limit || bytes + added > requestBytes)) {
       chunks.push(current);
       current = [];
       bytes = 0;
@@ -549,7 +602,7 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number,
       partitionLimit = limit;
     }
     current.push(message);
-    bytes += size;
+    bytes += framed && partitionBytes[partition] === undefined ? size + PARTITION_FRAMING_BYTES + message.topic.length : size;
     partitionBytes[partition] = (partitionBytes[partition] ?? 0) + size;
   }
   if (current.length > 0) chunks.push(current);

@@ -59,6 +59,10 @@ test("permanent refusals are not retriable: fenced producer, bad credentials, a 
   assert.equal(isRetriableKafkaError(tooLarge), false);
   assert.equal(kafkaError(tooLarge, "produce", brokers).code, "KAFKA_MESSAGE_TOO_LARGE");
   assert.match(kafkaError(tooLarge, "produce", brokers).message, /max\.message\.bytes.*topics\.batch_bytes/, "says which limits and what to change");
+  // A batch over the topic's segment.bytes: the same kind of refusal, handled as one (the producer reads the limits again).
+  const overSegment = Object.assign(new KafkaJSProtocolError("The request included message batch larger than the configured segment size on the server"), { type: "RECORD_LIST_TOO_LARGE", retriable: false });
+  assert.equal(kafkaError(overSegment, "produce", brokers).code, "KAFKA_MESSAGE_TOO_LARGE");
+  assert.match(kafkaError(overSegment, "produce", brokers).message, /segment\.bytes.*topics\.batch_bytes/);
   const other = new KafkaJSNonRetriableError("Invalid topic undefined");
   assert.equal(isRetriableKafkaError(other), false);
 });

@@ -79,6 +79,11 @@ export function isUnknownTopicOrPartition(error: unknown): boolean {
   return rootCause(error).type === "UNKNOWN_TOPIC_OR_PARTITION";
 }
 
+/** A connection the broker closed under a request, as it does on one above its socket.request.max.bytes (also when it stops). */
+export function isConnectionClosed(error: unknown): boolean {
+  return rootCause(error).name === "KafkaJSConnectionClosedError";
+}
+
 /** A SASL refusal of credentials the brokers accepted before in this process (kafka-auth.ts marks it). */
 function credentialsAcceptedBefore(root: KafkaJsFailure): boolean {
   return (root as Record<string, unknown>)[ACCEPTED_BEFORE] === true;
@@ -136,6 +141,13 @@ export function kafkaError(error: unknown, operation: string, brokers: readonly 
     // The broker does not say which topic: it refused a partition's record batch of the request as a whole.
     return new SluiceError(
       `Kafka refused a record batch during ${operation} as larger than a topic's max.message.bytes (or the broker's message.max.bytes for a topic without it): ${detail}; lower topics.batch_bytes below the smallest such limit, or raise that limit (kafka-configs.sh --alter --entity-type topics --add-config max.message.bytes=...)`,
+      { code: "KAFKA_MESSAGE_TOO_LARGE", context, cause: error },
+    );
+  }
+  if (root.type === "RECORD_LIST_TOO_LARGE") {
+    // A partition's records of one request must also fit one log segment: a refusal of the same kind, handled as one.
+    return new SluiceError(
+      `Kafka refused a record batch during ${operation} as larger than a topic's segment.bytes (or the brokers' log.segment.bytes for a topic without it): ${detail}; lower topics.batch_bytes below the smallest such limit, or raise that limit (kafka-configs.sh --alter --entity-type topics --add-config segment.bytes=...)`,
       { code: "KAFKA_MESSAGE_TOO_LARGE", context, cause: error },
     );
   }

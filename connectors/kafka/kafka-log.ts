@@ -25,6 +25,7 @@ import type {
   PartitionLag,
   PartitionOffsets,
   ProducedRecord,
+  RecordLimit,
   RegistryJournal,
   StoredRecord,
   TopicConsumer,
@@ -42,6 +43,7 @@ import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
+import { describedRecordLimit, ownRecordLimit, REQUEST_FRAMING_BYTES, requestRecordLimit, tighter } from "./record-limits.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer, listOffsetsTime } from "./kafka-consumer.ts";
@@ -164,8 +166,15 @@ export class KafkaTopicLog implements TopicLog {
   /** The layout each declared topic is written with, as created or found: a topic found again after an unknown-topic answer must still have it. */
   private readonly writtenLayouts = new Map<string, WrittenLayout>();
   private readonly recreatedListeners = new Set<(topic: string) => void>();
-  /** max.message.bytes of the topics this process created, declared or wrote to: batches and records to each stay within it. */
-  private readonly recordLimits = new Map<string, number>();
+  /**
+   * Record limits of the topics this process created, declared or wrote to (max.message.bytes, or segment.bytes where
+   * lower, as recordLimitOf says): batches and records to each stay within it.
+   */
+  private readonly recordLimits = new Map<string, RecordLimit>();
+  /** Each described topic's record limit as its configs set it (describedRecordLimit), for recordLimits. */
+  private readonly describedLimits = new Map<string, RecordLimit>();
+  /** The brokers' smallest socket.request.max.bytes as a record limit, once read (a produce's connection closed by a broker). */
+  private requestLimit: RecordLimit | undefined;
   /** How old a record each described topic takes (its message.timestamp.before.max.ms), where that is set. */
   private readonly timestampWindows = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
@@ -244,9 +253,11 @@ export class KafkaTopicLog implements TopicLog {
         for (const o of offsets) this.unconfirmed.set(partitionKey(o.topic, o.partition), o);
       },
       untilVisible: (offsets) => this.committedVisible(offsets),
-      batchLimitOf: (topic) => this.recordLimits.get(topic),
+      batchLimitOf: (topic) => this.recordLimitOf(topic)?.bytes,
       onUnknownTopic: (topics) => this.createDeletedAgain(topics),
       onMessageTooLarge: (topics) => this.readRecordLimitsAgain(topics),
+      requestLimit: () => this.requestLimit?.bytes,
+      onConnectionClosed: () => this.readRequestLimit(),
       onInvalidTimestamp: (topics) => this.readTimestampWindows(topics),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment), {
@@ -266,7 +277,10 @@ export class KafkaTopicLog implements TopicLog {
     for (let attempt = 0; ; attempt++) {
       try {
         await Promise.all([log.admin.connect(), log.lookups.connect()]);
-        if (log.access !== "read-only") await log.ensureInternalTopics();
+        if (log.access !== "read-only") {
+          await log.readRequestLimit();
+          await log.ensureInternalTopics();
+        }
         if (log.access === "capture") await log.producer!.connect();
         log.isReady = true;
         log.logger.info({ brokers: options.config.brokers, transactions: options.config.transactions, access: log.access }, "Kafka topic log connected");
@@ -402,7 +416,8 @@ export class KafkaTopicLog implements TopicLog {
     if (!spec.compacted && (existing.retentionMs !== spec.retentionMs || existing.retentionBytes !== spec.retentionBytes)) {
       this.logger.warn({ topic: spec.name, existing: { retentionMs: existing.retentionMs, retentionBytes: existing.retentionBytes }, configured: { retentionMs: spec.retentionMs, retentionBytes: spec.retentionBytes } }, "topic exists with a different retention; Sluice leaves it as it is (change it with kafka-configs)");
     }
-    if (existing.maxRecordBytes) this.recordLimits.set(spec.name, existing.maxRecordBytes);
+    const limit = this.describedLimits.get(spec.name);
+    if (limit) this.recordLimits.set(spec.name, limit);
     if (spec.maxRecordBytes && (existing.maxRecordBytes ?? 0) < spec.maxRecordBytes) {
       // Kafka's AlterConfigs would reset the topic's other settings, so Sluice only says what to run.
       this.logger.warn(
@@ -581,7 +596,7 @@ export class KafkaTopicLog implements TopicLog {
       this.partitionCounts.set(spec.name, spec.partitions);
       this.declared.set(spec.name, spec);
       this.writtenLayouts.set(spec.name, writtenLayoutOf(spec));
-      this.recordLimits.set(spec.name, this.maxMessageBytes(spec));
+      this.recordLimits.set(spec.name, ownRecordLimit(spec.name, this.maxMessageBytes(spec)));
       this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     }
     announceTopicCreated(`kafka:${this.deployment}`);
@@ -645,13 +660,39 @@ export class KafkaTopicLog implements TopicLog {
   async readRecordLimitsAgain(topics: readonly string[]): Promise<LoweredLimit[]> {
     const lowered: LoweredLimit[] = [];
     for (const topic of topics) {
-      const now = (await this.describeTopic(topic))?.maxRecordBytes;
-      if (now === null || now === undefined) continue;
-      const was = this.recordLimits.get(topic) ?? null;
+      const now = (await this.describeTopic(topic)) ? this.describedLimits.get(topic) : undefined;
+      if (now === undefined) continue;
+      const was = this.recordLimits.get(topic)?.bytes ?? null;
       this.recordLimits.set(topic, now);
-      if (was === null || now < was) lowered.push({ topic, was, now });
+      if (was === null || now.bytes < was) lowered.push({ topic, was, now: now.bytes, setting: now.setting });
     }
     return lowered;
+  }
+
+  /**
+   * The brokers' smallest socket.request.max.bytes, read at open and when a broker closed a produce's connection (as it
+   * does on a request above it, which kafkajs retries as a network failure for ever): requests and records then stay
+   * within it. Answers it when lower than the one known, or none was. Best effort: brokers that do not describe their
+   * configs to this user (no DESCRIBE_CONFIGS on the cluster) leave it unknown.
+   */
+  async readRequestLimit(): Promise<Omit<LoweredLimit, "topic"> | undefined> {
+    let smallest: number | undefined;
+    try {
+      const { brokers } = await this.request(() => this.admin.describeCluster());
+      const resources = brokers.map((b) => ({ type: kafkajs.ConfigResourceTypes.BROKER, name: String(b.nodeId), configNames: ["socket.request.max.bytes"] }));
+      const described = await this.request(() => this.admin.describeConfigs({ includeSynonyms: false, resources }));
+      for (const resource of described.resources) {
+        const bytes = Number(resource.configEntries.find((e) => e.configName === "socket.request.max.bytes")?.configValue);
+        if (Number.isSafeInteger(bytes) && bytes > 2 * REQUEST_FRAMING_BYTES) smallest = Math.min(smallest ?? bytes, bytes);
+      }
+    } catch (error) {
+      this.logger.debug({ err: error }, "could not read the brokers' socket.request.max.bytes; requests are kept within 64 MiB beyond one batch");
+      return undefined;
+    }
+    if (smallest === undefined) return undefined;
+    const was = this.requestLimit?.bytes ?? null;
+    this.requestLimit = requestRecordLimit(smallest);
+    return was === null || this.requestLimit.bytes < was ? { was, now: this.requestLimit.bytes, setting: this.requestLimit.setting } : undefined;
   }
 
   /** Kafka refused a batch of `topics` for its timestamps: how old a record each of them takes, read again. */
@@ -661,7 +702,11 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   maxRecordBytes(topic: string): number | undefined {
-    return this.recordLimits.get(topic);
+    return this.recordLimitOf(topic)?.bytes;
+  }
+
+  recordLimitOf(topic: string): RecordLimit | undefined {
+    return tighter(this.recordLimits.get(topic), this.requestLimit);
   }
 
   async deleteTopic(name: string): Promise<void> {
@@ -729,6 +774,7 @@ export class KafkaTopicLog implements TopicLog {
     const messages: OutgoingMessage[] = [];
     let limitTopic: string | undefined;
     let limit = Number.POSITIVE_INFINITY;
+    let recordLimit: RecordLimit | undefined;
     // The records of a transaction share their timestamp: its text is made once a run.
     let timestamp = Number.NaN;
     let timestampText = "";
@@ -756,10 +802,11 @@ export class KafkaTopicLog implements TopicLog {
       const size = estimateSize(record);
       if (record.topic !== limitTopic) {
         limitTopic = record.topic;
-        limit = this.recordLimits.get(record.topic) ?? Number.POSITIVE_INFINITY;
+        recordLimit = this.recordLimitOf(record.topic);
+        limit = recordLimit?.bytes ?? Number.POSITIVE_INFINITY;
       }
       // estimateSize + 64 is never below recordBytes (the framing capture counts), which is only worked out near the limit.
-      if (size + 64 > limit && recordBytes(record) > limit) throw this.recordTooLarge(record, limit);
+      if (size + 64 > limit && recordBytes(record) > limit) throw this.recordTooLarge(record, recordLimit!);
       // One object per record, held until its transaction commits.
       messages.push(
         record.headers
@@ -1410,18 +1457,21 @@ export class KafkaTopicLog implements TopicLog {
     if (!spec) throw new SluiceError(`topic "${topic}" does not exist in Kafka ${this.config.brokers.join(",")}`, { code: "TOPIC_NOT_FOUND", context: { component: "kafka", topic } });
     this.partitionCounts.set(topic, spec.partitions);
     // A topic this process writes without having declared it (a command such as sluice forget): its batches keep to its limit too.
-    if (spec.maxRecordBytes && !this.recordLimits.has(topic)) this.recordLimits.set(topic, spec.maxRecordBytes);
+    const limit = this.describedLimits.get(topic);
+    if (limit && !this.recordLimits.has(topic)) this.recordLimits.set(topic, limit);
     return spec.partitions;
   }
 
   /** Refused before anything of the produce call is sent: Kafka would refuse its batch for good, with an error naming no topic. */
-  private recordTooLarge(record: ProducedRecord, limit: number): SluiceError {
+  private recordTooLarge(record: ProducedRecord, limit: RecordLimit): SluiceError {
     const bytes = recordBytes(record);
-    return new SluiceError(
-      `a ${bytes}-byte record for topic "${record.topic}" is over the topic's max.message.bytes of ${limit}; nothing of this produce call was sent. ` +
-        `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config max.message.bytes=${Math.max(bytes, this.config.max_record_bytes)})`,
-      { code: RECORD_TOO_LARGE, context: { component: "kafka", topic: record.topic, bytes, limit } },
-    );
+    const raise = limit.config === null
+      ? `${limit.raise[0]!.toUpperCase()}${limit.raise.slice(1)}`
+      : `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config ${limit.config}=${Math.max(bytes, this.config.max_record_bytes)})`;
+    return new SluiceError(`a ${bytes}-byte record for topic "${record.topic}" is over ${limit.setting} (${limit.bytes}); nothing of this produce call was sent. ${raise}`, {
+      code: RECORD_TOO_LARGE,
+      context: { component: "kafka", topic: record.topic, bytes, limit: limit.bytes },
+    });
   }
 
   private async describeTopic(name: string): Promise<TopicSpec | undefined> {
@@ -1434,7 +1484,7 @@ export class KafkaTopicLog implements TopicLog {
       throw kafkaError(error, "describe topic", this.config.brokers);
     }
     const describeConfigs = () =>
-      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms"] }] });
+      this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "segment.bytes", "delete.retention.ms", "min.compaction.lag.ms", "message.timestamp.before.max.ms", "message.timestamp.difference.max.ms"] }] });
     let described: DescribeConfigResponse;
     try {
       described = await this.request(describeConfigs);
@@ -1463,7 +1513,15 @@ export class KafkaTopicLog implements TopicLog {
         throw this.adminFailure(again, "describe topic configs");
       }
     }
-    const entries = new Map((described.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
+    const configEntries = described.resources[0]?.configEntries ?? [];
+    const entries = new Map(configEntries.map((e) => [e.configName, e.configValue]));
+    const configOf = (name: string) => {
+      const entry = configEntries.find((e) => e.configName === name);
+      return { value: entry?.configValue, source: entry?.configSource };
+    };
+    const recordLimit = describedRecordLimit(name, configOf("max.message.bytes"), configOf("segment.bytes"));
+    if (recordLimit) this.describedLimits.set(name, recordLimit);
+    else this.describedLimits.delete(name);
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
     const policy = (entries.get("cleanup.policy") ?? "delete").split(",").map((p) => p.trim());
     const compacted = policy.includes("compact");

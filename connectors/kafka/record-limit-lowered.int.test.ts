@@ -26,6 +26,12 @@ async function setTopicConfig(topic: string, name: string, value: string): Promi
     const entries = new Map((described.resources[0]?.configEntries ?? []).filter((e) => !e.isDefault && !e.readOnly).map((e) => [e.configName, e.configValue]));
     entries.set(name, value);
     await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configEntries: [...entries].map(([n, v]) => ({ name: n, value: v })) }] });
+    // The broker applies it once it reads the change from the metadata log: until then a write may still be taken.
+    for (let i = 0; i < 100; i++) {
+      const now = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: [name] }] });
+      if (now.resources[0]?.configEntries.find((e) => e.configName === name)?.configValue === value) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   } finally {
     await admin.disconnect();
   }
@@ -52,3 +58,34 @@ for (const transactions of [true, false]) {
     }
   });
 }
+
+// Kafka refuses a partition's records of one request above the topic's segment.bytes too (RECORD_LIST_TOO_LARGE, final),
+// however high max.message.bytes is: an operator may lower it on a topic (its minimum is 1 MiB) or for the whole
+// cluster (log.segment.bytes), which every topic without its own takes, as Sluice's do. Before, that refusal stopped
+// capture for good, and a record within max.message.bytes but over segment.bytes was refused at every start.
+test("a topic's segment.bytes lowered below max.message.bytes: a batch over it is cut again, a record over it is refused naming segment.bytes", async () => {
+  const topic = `${deployment}.data.segment`;
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions: true, batch_bytes: 4 * 2 ** 20 }), deployment, logger });
+  try {
+    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce([{ topic, key: Buffer.from("k"), value: Buffer.from("before"), timestamp: Date.now() }]);
+    await setTopicConfig(topic, "segment.bytes", String(2 ** 20));
+    // 12 records of 100 kB: one batch of 1.2 MB, over 1 MiB; each record well within it.
+    const records = Array.from({ length: 12 }, (_, i) => ({ topic, key: Buffer.from(`k${i}`), value: Buffer.alloc(100_000, 97 + i), timestamp: Date.now() }));
+    await log.produce(records);
+    assert.equal(log.maxRecordBytes(topic), 2 ** 20);
+    // One record of 1.5 MB, within max.message.bytes (16 MiB): refused before it is sent, naming what limits it.
+    await assert.rejects(log.produce([{ topic, key: Buffer.from("big"), value: Buffer.alloc(1_500_000, 122), timestamp: Date.now() }]), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "RECORD_TOO_LARGE");
+      assert.match(error.message, new RegExp(`over segment\\.bytes of topic ${topic.replaceAll(".", "\\.")} \\(1048576\\)`));
+      assert.match(error.message, /--add-config segment\.bytes=/);
+      return true;
+    });
+    const consumer = await log.consumer(`${deployment}.read.segment`, [topic]);
+    const read = await readToEnd(log, consumer, [topic]);
+    await consumer.close();
+    assert.deepEqual(read.map((r) => Buffer.from(r.key!).toString()), ["k", ...records.map((r) => r.key.toString())]);
+  } finally {
+    await log.close();
+  }
+});

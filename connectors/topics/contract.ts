@@ -193,6 +193,17 @@ export interface TopicCreation {
   readonly snapshot?: "whole-table" | "online";
 }
 
+/** A topic's record limit and what sets it, e.g. "max.message.bytes of topic T" or "segment.bytes of topic T". */
+export interface RecordLimit {
+  readonly bytes: number;
+  /** What sets it, as an operator changes it. */
+  readonly setting: string;
+  /** How to raise it, as advice that follows the limit in an error. */
+  readonly raise: string;
+  /** The topic config that raises it (kafka-configs --add-config NAME=...); null for a broker-wide static one. */
+  readonly config: "max.message.bytes" | "segment.bytes" | null;
+}
+
 export interface TopicLog {
   readonly kind: "embedded" | "kafka";
   readonly checkpointGuarantee: CheckpointGuarantee;
@@ -248,6 +259,8 @@ export interface TopicLog {
    * topic, its max.message.bytes. Undefined when unknown.
    */
   maxRecordBytes?(topic: string): number | undefined;
+  /** maxRecordBytes with what sets it, for an error an operator acts on; undefined when unknown. */
+  recordLimitOf?(topic: string): RecordLimit | undefined;
   /** Reads the topics' limits (maxRecordBytes) again, e.g. before a table halted over one is retried (it may have been raised). */
   readRecordLimitsAgain?(topics: readonly string[]): Promise<unknown>;
 

@@ -25,7 +25,7 @@ let client: pg.Client;
 before(async () => {
   client = await pgClient();
   await client.query(`CREATE SCHEMA "${schema}"`);
-  for (const table of ["notes", "ok"]) await client.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, b text)`);
+  for (const table of ["notes", "ok", "logs"]) await client.query(`CREATE TABLE "${schema}".${table} (id int PRIMARY KEY, b text)`);
   await client.query(`INSERT INTO "${schema}".notes VALUES (1, 'small'), (2, 'small')`);
 });
 
@@ -44,20 +44,26 @@ async function count(daemon: SluiceDaemon, table: string): Promise<number> {
 }
 
 /** As kafka-configs --add-config does: the topic's other settings kept (AlterConfigs alone would reset them). */
-async function lowerLimit(name: string, bytes: number): Promise<void> {
+async function lowerLimit(name: string, bytes: number, config = "max.message.bytes"): Promise<void> {
   const admin = new kafkajs.Kafka({ clientId: "sluice-e2e-lowered", brokers: [...kafka.brokers], logLevel: kafkajs.logLevel.NOTHING }).admin();
   await admin.connect();
   try {
     const described = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name }] });
     const entries = new Map((described.resources[0]?.configEntries ?? []).filter((e) => !e.isDefault && !e.readOnly).map((e) => [e.configName, e.configValue]));
-    entries.set("max.message.bytes", String(bytes));
+    entries.set(config, String(bytes));
     await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configEntries: [...entries].map(([n, value]) => ({ name: n, value })) }] });
+    // Applied by the broker once it reads the change from the metadata log.
+    for (let i = 0; i < 100; i++) {
+      const now = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: [config] }] });
+      if (now.resources[0]?.configEntries.find((e) => e.configName === config)?.configValue === String(bytes)) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   } finally {
     await admin.disconnect();
   }
 }
 
-test("a topic's max.message.bytes lowered while the daemon runs: a change over it halts only its table, the daemon goes on", { timeout: 120_000 }, async (t) => {
+test("a topic's max.message.bytes, then another's segment.bytes, lowered while the daemon runs: a change over it halts only its table, the daemon goes on", { timeout: 120_000 }, async (t) => {
   const daemon = await SluiceDaemon.start(dir, {
     name: deployment,
     sources: [pgSourceConfig(source, [`${schema}.*`])],
@@ -91,5 +97,18 @@ test("a topic's max.message.bytes lowered while the daemon runs: a change over i
     return response.status === 200 && Number(((await response.json()) as { rows: { n: number }[] }).rows[0]?.n) === 6000;
   }, { daemon, timeoutMs: 30_000 });
   assert.equal((await daemon.status()).sources[0]?.halted.length, 0);
+
+  // A topic's segment.bytes lowered below a change (Kafka refuses a partition's records of a request over it too,
+  // RECORD_LIST_TOO_LARGE, whatever max.message.bytes says): before, that refusal was final and the daemon exited.
+  await client.query(`INSERT INTO "${schema}".logs VALUES (1, 'small')`);
+  await waitFor("the logs row in DuckDB", async () => (await count(daemon, "logs")) === 1, { daemon, timeoutMs: 30_000 });
+  await lowerLimit(topic("logs"), 2 ** 20, "segment.bytes");
+  await client.query(`UPDATE "${schema}".logs SET b = repeat('z', 1500000) WHERE id = 1`);
+  await client.query(`INSERT INTO "${schema}".ok VALUES (2, 'after the segment')`);
+  const segment = await waitFor("/status to show table logs halted", async () => (await daemon.status()).sources[0]?.halted.find((h) => h.table === `${schema}.logs`), { daemon, timeoutMs: 30_000 });
+  assert.equal(segment.code, "RECORD_TOO_LARGE");
+  assert.match(segment.error, new RegExp(`table ${schema}\\.logs: the change of the row with key \\{"id":1\\} is a \\d+-byte topic record, over segment\\.bytes of topic ${topic("logs").replaceAll(".", "\\.")} \\(1048576; raise it`));
+  await waitFor("the second ok row in DuckDB", async () => (await count(daemon, "ok")) === 2, { daemon, timeoutMs: 30_000 });
+  assert.equal(daemon.exitStatus, null, `the daemon exited\n${daemon.logTail()}`);
   await daemon.stop();
 });

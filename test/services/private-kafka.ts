@@ -28,16 +28,19 @@ export class PrivateKafka {
   readonly port: number;
   readonly controllerPort: number;
   readonly dir: string;
+  /** Broker settings of its own, added to its server.properties (e.g. a static one such as socket.request.max.bytes). */
+  readonly properties: Readonly<Record<string, string>>;
 
-  private constructor(port: number, controllerPort: number, dir: string) {
+  private constructor(port: number, controllerPort: number, dir: string, properties: Readonly<Record<string, string>>) {
     this.port = port;
     this.controllerPort = controllerPort;
     this.dir = dir;
+    this.properties = properties;
   }
 
   /** Starts a fresh broker; resolves once it answers a metadata request. */
-  static async start(): Promise<PrivateKafka> {
-    const kafka = new PrivateKafka(await freePort(), await freePort(), mkdtempSync("/var/tmp/sluice-private-kafka-"));
+  static async start(options: { properties?: Readonly<Record<string, string>> } = {}): Promise<PrivateKafka> {
+    const kafka = new PrivateKafka(await freePort(), await freePort(), mkdtempSync("/var/tmp/sluice-private-kafka-"), options.properties ?? {});
     await kafka.up();
     return kafka;
   }
@@ -66,6 +69,7 @@ export class PrivateKafka {
       SLUICE_KAFKA_PORT: String(this.port),
       SLUICE_KAFKA_CONTROLLER_PORT: String(this.controllerPort),
       SLUICE_KAFKA_HEAP_OPTS: process.env["SLUICE_PRIVATE_KAFKA_HEAP_OPTS"] ?? "-Xms256m -Xmx256m",
+      SLUICE_KAFKA_EXTRA_PROPERTIES: Object.entries(this.properties).map(([name, value]) => `${name}=${value}`).join("\n"),
     };
     return new Promise((resolve, reject) => {
       execFile("bash", [join(SERVICES, command), "kafka"], { env, timeout: 180_000 }, (error, stdout, stderr) => {

@@ -62,6 +62,8 @@ auto.create.topics.enable=false
 delete.topic.enable=true
 log.retention.hours=48
 EOF
+  # a private broker's own settings (test/services/private-kafka.ts, options.properties): one per line, appended
+  if [[ -n ${SLUICE_KAFKA_EXTRA_PROPERTIES:-} ]]; then printf '%s\n' "$SLUICE_KAFKA_EXTRA_PROPERTIES" >>"$data/server.properties"; fi
   cat >"$data/log4j2.properties" <<'EOF'
 # written by test/services/lib/kafka.sh: everything to stdout, which up appends to logs/kafka.log
 status = warn

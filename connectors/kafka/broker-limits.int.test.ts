@@ -1,0 +1,85 @@
+/**
+ * Record limits a broker sets rather than the topic, on a private broker (never the shared one: these are broker-wide).
+ *
+ * - socket.request.max.bytes (a static setting, here 300000): a broker closes the connection of a larger produce request,
+ *   which kafkajs takes for a network failure and Sluice retried for ever, every table's capture stuck behind it. The
+ *   brokers' limit is now read at open: requests are cut within it and a record over it is refused naming it (capture
+ *   halts its table only).
+ * - message.max.bytes lowered on the broker while Sluice writes to a topic that sets no max.message.bytes of its own: the
+ *   topic's described limit follows it; the refusal names the brokers' setting, not the topic's.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import kafkajs from "kafkajs";
+import { createLogger } from "../../runtime/logger.ts";
+import { PrivateKafka } from "../../test/services/private-kafka.ts";
+import { KafkaTopicLog } from "./kafka-log.ts";
+import { testKafkaConfig } from "./kafka-test-config.ts";
+
+const logger = createLogger((process.env["TLOG"] as "warn") ?? "silent");
+const deployment = "brokerlimits";
+let kafka: PrivateKafka;
+
+before(async () => {
+  kafka = await PrivateKafka.start({ properties: { "socket.request.max.bytes": "300000" } });
+});
+
+after(async () => {
+  await kafka?.destroy();
+});
+
+const record = (topic: string, key: string, bytes: number) => ({ topic, key: Buffer.from(key), value: Buffer.alloc(bytes, 97), timestamp: Date.now() });
+
+test("a broker's socket.request.max.bytes: requests are cut within it, a record over it is refused naming it", { timeout: 60_000 }, async () => {
+  const topic = `${deployment}.data.requests`;
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig({ brokers: kafka.brokers, transactions: true }), deployment, logger });
+  try {
+    await log.createTopic({ name: topic, partitions: 2, retentionMs: null, retentionBytes: null, compacted: false });
+    // 12 records of 100 kB: a request of 1.2 MB within batch_bytes (1 MiB a partition), four times the broker's limit.
+    const records = Array.from({ length: 12 }, (_, i) => record(topic, `k${i}`, 100_000));
+    await log.produce(records);
+    assert.equal(log.maxRecordBytes(topic), 300_000 - 1024);
+    await assert.rejects(log.produce([record(topic, "big", 400_000)]), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "RECORD_TOO_LARGE");
+      assert.match(error.message, /over socket\.request\.max\.bytes of the brokers \(300000\) less 1024 bytes of request framing \(298976\)/);
+      return true;
+    });
+    // All 12 written (read back through no consumer group: a fresh broker's group coordinator takes long to load).
+    const ends = await log.endOffsets(topic);
+    assert.equal(ends.reduce((sum, end) => sum + end.offset, 0n), 14n, "12 records and a commit marker in each partition");
+  } finally {
+    await log.close();
+  }
+});
+
+test("the broker's message.max.bytes lowered under a topic without its own: a record over it is refused naming the brokers' setting", { timeout: 60_000 }, async () => {
+  const topic = `${deployment}.data.inherited`;
+  const admin = new kafkajs.Kafka({ brokers: kafka.brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();
+  await admin.connect();
+  // Made by someone else, without max.message.bytes: Sluice adopts it as it is.
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] });
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig({ brokers: kafka.brokers, transactions: true }), deployment, logger });
+  try {
+    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce([record(topic, "before", 5000)]);
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.BROKER, name: "1", configEntries: [{ name: "message.max.bytes", value: "3000" }] }] });
+    // Applied once the broker reads the change from the metadata log: until the topic's describe shows it, a write may still be taken.
+    for (let i = 0; i < 100; i++) {
+      const now = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configNames: ["max.message.bytes"] }] });
+      if (now.resources[0]?.configEntries[0]?.configValue === "3000") break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // Refused by the broker with a limit Sluice did not know: written again from its writer's checkpoint (a retriable failure).
+    await assert.rejects(log.produce([record(topic, "over", 5000)]), { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true });
+    await assert.rejects(log.produce([record(topic, "over", 5000)]), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "RECORD_TOO_LARGE");
+      assert.match(error.message, new RegExp(`over message\\.max\\.bytes of the brokers, which topic ${topic.replaceAll(".", "\\.")} takes \\(it sets no max\\.message\\.bytes\\) \\(3000\\)`));
+      return true;
+    });
+    await log.produce([record(topic, "within", 1000)]);
+  } finally {
+    await log.close();
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: kafkajs.ConfigResourceTypes.BROKER, name: "1", configEntries: [] }] }).catch(() => undefined);
+    await admin.disconnect();
+  }
+});
