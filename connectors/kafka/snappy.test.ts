@@ -32,10 +32,10 @@ test("a damaged or hostile block is refused, a length over the bound before anyt
   const refused = (input: number[] | Buffer, why: RegExp, max?: number) =>
     assert.throws(() => snappyDecompress(Buffer.from(input), max), (error: Error & { code?: string }) => error.code === "KAFKA_BATCH_INVALID" && why.test(error.message));
   refused([0xff, 0xff, 0xff, 0xff, 0x07], /uncompressed length of 2147483647 is too big, expect at most 268435456/);
-  refused([0xff, 0xff, 0xff, 0xff, 0x0f], /Invalid Snappy bitstream/); // over 32 bits
-  refused([8, 0x08, 0x61, 0x62, 0x63, 0x15, 0x09], /Invalid Snappy bitstream/); // a copy from before the start
-  refused([3, 0x08, 0x61], /Invalid Snappy bitstream/); // a literal cut off
-  refused([0x80], /Invalid Snappy bitstream/);
+  refused([0xff, 0xff, 0xff, 0xff, 0x1f], /stated length is cut off or over 32 bits/);
+  refused([12, 0x08, 0x61, 0x62, 0x63, 0x15, 0x09], /Invalid Snappy bitstream/); // a copy from before the start
+  refused([3, 0x08, 0x61], /states 3 bytes and its data makes an element cut off at its end/); // a literal cut off
+  refused([0x80], /stated length is cut off or over 32 bits/);
   // The limit counts over a framed stream's blocks together.
   refused(Buffer.from(FRAMED, "hex"), /too big, expect at most 100/, 400);
   // Not refused by snappyjs 0.7.0 itself (kafkajs checks no batch CRC either): a block that makes fewer bytes than it
@@ -46,4 +46,28 @@ test("a damaged or hostile block is refused, a length over the bound before anyt
   const framed = Buffer.from(FRAMED, "hex");
   framed[framed.length - 59]! -= 1; // the second block's stated length, a varint (84 02: 260 -> 259)
   refused(framed, /states 259 bytes and its data makes 260/);
+});
+
+test("a block stating far more than its data makes is refused before its stated length is allocated", () => {
+  // 200 MiB stated (within the 256 MiB bound), a literal of 4 bytes made: snappyjs would allocate the 200 MiB first.
+  const stated = 200 * 2 ** 20;
+  const varint: number[] = [];
+  for (let rest = stated; ; rest = Math.floor(rest / 128)) {
+    if (rest < 128) {
+      varint.push(rest);
+      break;
+    }
+    varint.push((rest % 128) | 0x80);
+  }
+  const block = Buffer.from([...varint, 0x0c, 0x61, 0x62, 0x63, 0x64]);
+  const allocated: number[] = [];
+  const alloc = Buffer.alloc;
+  // snappyjs allocates a Buffer input's output with Buffer.alloc(stated length).
+  Buffer.alloc = ((size: number, fill?: string | Uint8Array | number, encoding?: BufferEncoding) => (allocated.push(size), alloc(size, fill, encoding))) as typeof Buffer.alloc;
+  try {
+    assert.throws(() => snappyDecompress(block), (error: Error & { code?: string }) => error.code === "KAFKA_BATCH_INVALID" && /states 209715200 bytes and its data makes 4/.test(error.message));
+  } finally {
+    Buffer.alloc = alloc;
+  }
+  assert.deepEqual(allocated.filter((size) => size >= 2 ** 20), []);
 });

@@ -37,27 +37,39 @@ export function snappyDecompress(input: Buffer, maxOutputBytes = SNAPPY_MAX_OUTP
 }
 
 /**
- * One raw Snappy block, decompressed by snappyjs; its stated length over the bound is refused before allocating. snappyjs
- * allocates the stated length and neither checks that the block fills it (the rest stays zeros) nor that it stops there
- * (the rest is dropped), and kafkajs checks no batch CRC: the length the block's elements make is counted first.
+ * One raw Snappy block, decompressed by snappyjs once its elements are walked: snappyjs allocates the stated length and
+ * neither checks that the block fills it (the rest stays zeros) nor that it stops there (the rest is dropped), and kafkajs
+ * checks no batch CRC. So the stated length is read and bounded, and the length the block's literals and copies make is
+ * counted, before anything is allocated: a block stating far more than its data makes is refused unallocated.
  */
 function rawBlock(input: Buffer, maxOutputBytes: number): Buffer {
-  let output: Buffer;
+  const stated = statedLength(input);
+  if (stated === null) throw invalid("its stated length is cut off or over 32 bits");
+  if (stated.length > maxOutputBytes) throw invalid(`the uncompressed length of ${stated.length} is too big, expect at most ${maxOutputBytes}`);
+  const made = decodedLength(input, stated.next);
+  if (made !== stated.length) throw invalid(`the block states ${stated.length} bytes and its data makes ${made === null ? "an element cut off at its end" : `${made}`}`);
   try {
-    output = uncompress(input, maxOutputBytes);
+    return uncompress(input, maxOutputBytes);
   } catch (error) {
     throw invalid(error instanceof Error ? error.message : String(error), error);
   }
-  const made = decodedLength(input);
-  if (made !== output.length) throw invalid(`the block states ${output.length} bytes and its data makes ${made === null ? "an element cut off at its end" : `${made}`}`);
-  return output;
 }
 
-/** What a raw block's literals and copies add up to, after its varint preamble (the stated length); null when one is cut off. */
-function decodedLength(block: Buffer): number | null {
-  let at = 0;
-  while (at < block.length && block[at]! >= 0x80) at++;
-  at++;
+/** The block's varint preamble: the length it states and where its elements start; null when cut off or over 32 bits. */
+function statedLength(block: Buffer): { length: number; next: number } | null {
+  let length = 0;
+  for (let at = 0; at < 5 && at < block.length; at++) {
+    const byte = block[at]!;
+    // The fifth byte holds the top 4 bits of 32.
+    if (at === 4 && byte > 0x0f) return null;
+    length += (byte & 0x7f) * 2 ** (7 * at);
+    if (byte < 0x80) return { length, next: at + 1 };
+  }
+  return null;
+}
+
+/** What a raw block's literals and copies add up to, from `at` (after the varint preamble); null when one is cut off. */
+function decodedLength(block: Buffer, at: number): number | null {
   let made = 0;
   while (at < block.length) {
     const tag = block[at]!;
