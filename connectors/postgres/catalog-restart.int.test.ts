@@ -103,6 +103,24 @@ test("a table taken out of the publication and put back while Sluice is stopped 
   assert.equal(fold.visible().size, 46, "the rows deleted while out are not read");
 });
 
+test("a table taken out of the publication while Sluice is stopped and left out is put back by the start and read once, by its backfill, not again as taken out and put back", async () => {
+  await admin.query(`CREATE TABLE "${schema}".pub_left (id int PRIMARY KEY, v int NOT NULL, note text)`);
+  await admin.query(`INSERT INTO "${schema}".pub_left SELECT i, i, 'n' || i FROM generate_series(1, 20) i`);
+  const c = newConfig([`${schema}.pub_left`]);
+  const checkpoint = await firstRun(c, new Fold("pub_left"), 20);
+
+  await admin.query(`ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".pub_left`);
+  await admin.query(`INSERT INTO "${schema}".pub_left VALUES (1000, 1000, 'while out')`);
+  const fold = new Fold("pub_left");
+  await run(c, checkpoint, fold, async (state) => {
+    await waitFor("the table read by its backfill", () => fold.visible().get("1000")?.["note"] === "while out" && noTasks(state), 10_000);
+    // A few looks after it (300 ms apart, the first at once): none reads it again.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.ok(noTasks(state));
+  });
+  assert.deepEqual(new Set(fold.reads.values()), new Set([1]), "each row read once");
+});
+
 test("a table taken out and put back whose read again could not be queued before the process stopped is read again at the next start", async () => {
   await admin.query(`CREATE TABLE "${schema}".pub_pending (id int PRIMARY KEY, v int NOT NULL, note text)`);
   await admin.query(`INSERT INTO "${schema}".pub_pending SELECT i, i, 'n' || i FROM generate_series(1, 20) i`);

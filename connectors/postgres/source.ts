@@ -1031,20 +1031,19 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (!(resuming && this.marksTaken)) {
       const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : NO_MARKS;
       this.readdedPending.clear();
-      let memberships = allTables ? null : stored.publication;
-      if (memberships !== null && added.length > 0) {
-        const members = new Map(memberships.members);
-        for (const table of added) members.delete(table.relid);
-        memberships = { publication: memberships.publication, members };
-      }
-      if (memberships === null && !allTables) memberships = await publicationMemberships(catalog, this.names.publication);
-      this.memberships = memberships;
+      this.memberships = allTables ? null : (stored.publication ?? (await publicationMemberships(catalog, this.names.publication)));
       const partitions = stored.partitions ?? new Map([...(await leafPartitions(catalog, tables))].map(([root, leaves]) => [root, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
       this.seenPartitions.leaves = new Map([...partitions].map(([root, leaves]) => [root, new Map(leaves)]));
       this.enumLabels.restore(stored.labels);
       // Recorded, not compared (no labels before).
       if (stored.labels === null) await this.enumLabels.renamed(catalog, tables);
       this.marksTaken = true;
+    }
+    // Put back by this start (also at a reconnect), with their backfill: their new rows are no one else's.
+    if (this.memberships !== null && added.length > 0) {
+      const members = new Map(this.memberships.members);
+      for (const table of added) members.delete(table.relid);
+      this.memberships = { publication: this.memberships.publication, members };
     }
     this.saveMarks();
   }
