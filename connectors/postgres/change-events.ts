@@ -8,6 +8,8 @@ import { SluiceError } from "../errors.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { formatLsn } from "./lsn.ts";
 import type { RawColumn, TupleData } from "./protocol/pgoutput.ts";
+import { BYTE_DECODERS, NOT_DECODED } from "./values/scalars.ts";
+import type { ByteDecoder } from "./values/scalars.ts";
 
 export interface EventOrigin {
   readonly sourceName: string;
@@ -60,6 +62,60 @@ export function rowFromTuple(table: CapturedTable, tuple: TupleData, position: P
     const raw = tuple[i]!;
     if (identityOnly && raw === null) continue;
     row[table.columns[i]?.name ?? `#${i}`] = decodeColumn(table, i, raw, position);
+  }
+  return row;
+}
+
+/** Each table's columns' ByteDecoders (undefined where the text is always made a string), by the columns' list. */
+const byteDecoders = new WeakMap<CapturedTable["columns"], readonly (ByteDecoder | undefined)[]>();
+
+function byteDecodersOf(table: CapturedTable): readonly (ByteDecoder | undefined)[] {
+  let decoders = byteDecoders.get(table.columns);
+  if (decoders === undefined) {
+    decoders = table.columns.map((column) => BYTE_DECODERS.get(column.decode));
+    byteDecoders.set(table.columns, decoders);
+  }
+  return decoders;
+}
+
+/**
+ * The whole row of a pgoutput TupleData ('N' or 'O') that starts at `offset` of `bytes`, read straight from the
+ * bytes: the columns whose type has a ByteDecoder are read with no string, the others as rowFromTuple reads them
+ * (the same row, property order included). Undefined where the general reading (decodePgoutput, then rowFromTuple)
+ * must decide instead -- a column count other than the table's, a binary column, bytes that do not hold a whole
+ * tuple, a value that cannot be decoded -- so that every error is the general reading's own.
+ */
+export function wholeRowFromTupleBytes(table: CapturedTable, bytes: Buffer, offset: number, position: Position): Record<string, ColumnValue> | undefined {
+  const columns = table.columns;
+  const count = columns.length;
+  const length = bytes.length;
+  if (offset + 2 > length || bytes.readInt16BE(offset) !== count) return undefined;
+  const decoders = byteDecodersOf(table);
+  const row: Record<string, ColumnValue> = { ...emptyRow(table) };
+  let at = offset + 2;
+  for (let i = 0; i < count; i++) {
+    if (at >= length) return undefined;
+    const kind = bytes[at++];
+    if (kind === 0x6e) continue; // 'n': the empty row's null
+    if (kind === 0x75) { // 'u'
+      row[columns[i]!.name] = UNCHANGED;
+      continue;
+    }
+    if (kind !== 0x74 || at + 4 > length) return undefined; // 't' only; a binary column is the general reading's error
+    const end = at + 4 + bytes.readUInt32BE(at);
+    at += 4;
+    if (end > length) return undefined;
+    const decoder = decoders[i];
+    let value = decoder === undefined ? NOT_DECODED : decoder(bytes, at, end);
+    if (value === NOT_DECODED) {
+      try {
+        value = decodeColumn(table, i, (bytes as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(at, end), position);
+      } catch {
+        return undefined;
+      }
+    }
+    row[columns[i]!.name] = value;
+    at = end;
   }
   return row;
 }
@@ -136,7 +192,11 @@ function missingKey(table: CapturedTable, what: string, origin: EventOrigin): Sl
 }
 
 export function insertEvent(table: CapturedTable, tuple: TupleData, origin: EventOrigin, op: Op = "c"): ChangeEvent {
-  const after = rowFromTuple(table, tuple, origin.position);
+  return insertEventOfRow(table, rowFromTuple(table, tuple, origin.position), origin, op);
+}
+
+/** insertEvent of a row already read from its tuple. */
+export function insertEventOfRow(table: CapturedTable, after: Record<string, ColumnValue>, origin: EventOrigin, op: Op = "c"): ChangeEvent {
   const key = keyOf(table, after) ?? (() => { throw missingKey(table, "insert", origin); })();
   return makeEvent(table, op, key, null, after, origin);
 }
@@ -144,6 +204,11 @@ export function insertEvent(table: CapturedTable, tuple: TupleData, origin: Even
 export function updateEvents(table: CapturedTable, oldKey: TupleData | null, oldTuple: TupleData | null, newTuple: TupleData, origin: EventOrigin): ChangeEvent[] {
   const after = rowFromTuple(table, newTuple, origin.position);
   const before = oldTuple !== null ? rowFromTuple(table, oldTuple, origin.position) : oldKey !== null ? rowFromTuple(table, oldKey, origin.position, true) : null;
+  return updateEventsOfRows(table, before, after, origin);
+}
+
+/** updateEvents of rows already read from their tuples (`before`: the old key's or whole old row, or null). */
+export function updateEventsOfRows(table: CapturedTable, before: Record<string, ColumnValue> | null, after: Record<string, ColumnValue>, origin: EventOrigin): ChangeEvent[] {
   const key = keyOf(table, after, before) ?? (() => { throw missingKey(table, "update", origin); })();
   const previousKey = before === null ? null : keyOf(table, before);
   if (previousKey !== null && !sameKey(previousKey, key)) {

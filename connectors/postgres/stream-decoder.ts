@@ -12,7 +12,7 @@ import { tableReadings } from "../common/table-label.ts";
 import { jsonShapeProblem } from "../../runtime/json-shape.ts";
 import type { JsonShapeLimits } from "../../runtime/json-shape.ts";
 import type { CapturedTable, CapturedTables } from "./captured-tables.ts";
-import { deleteEvent, insertEvent, truncateEvent, updateEvents } from "./change-events.ts";
+import { deleteEvent, insertEvent, insertEventOfRow, truncateEvent, updateEvents, updateEventsOfRows, wholeRowFromTupleBytes } from "./change-events.ts";
 import type { EventOrigin } from "./change-events.ts";
 import { quoteLiteral } from "./connection-settings.ts";
 import { formatLsn, postgresMicrosToEpochMs } from "./lsn.ts";
@@ -202,7 +202,11 @@ export class StreamDecoder {
       this.keepalive(message.walStart);
       return;
     }
-    const decoded = decodePgoutput(message.payload);
+    const payload = message.payload;
+    const tag = payload[0];
+    // Most changes: an insert, or an update that sends no old tuple, of a captured table.
+    if ((tag === 0x49 || tag === 0x55) && this.transaction !== null && this.changeFromBytes(tag, payload, message, out)) return;
+    const decoded = decodePgoutput(payload);
     switch (decoded.tag) {
       case "begin": {
         const txId = String(decoded.xid);
@@ -270,6 +274,23 @@ export class StreamDecoder {
       case "origin":
         return;
     }
+  }
+
+  /**
+   * An insert ('I') or an update with only its new tuple ('U', 'N') of a captured table, its row read straight from
+   * the message's bytes (wholeRowFromTupleBytes: no tuple of strings first, no string for a column whose type is
+   * read from its bytes); false, having handed on nothing, where decodePgoutput and rowFromTuple must read it (an old
+   * tuple, a table not captured or not known, anything wholeRowFromTupleBytes leaves to them), so that their errors stand.
+   */
+  private changeFromBytes(tag: number, payload: Buffer, message: WalMessage, out: DecodedOutput): boolean {
+    if (payload.length < 6 || payload[5] !== 0x4e) return false; // 'N'
+    const table = this.options.tables.get(payload.readUInt32BE(1));
+    if (table === undefined || table === null) return false;
+    const origin = this.originAt(message.walStart);
+    const row = wholeRowFromTupleBytes(table, payload, 6, origin.position);
+    if (row === undefined) return false;
+    this.emit(table, out, tag === 0x49 ? insertEventOfRow(table, row, origin) : updateEventsOfRows(table, null, row, origin));
+    return true;
   }
 
   /** A RECREATED_PREFIX message of this slot: a truncate of the table at the message's LSN. */

@@ -89,3 +89,49 @@ export const BUILTIN_SCALAR_DECODERS: ReadonlyMap<number, TextDecoder> = new Map
   [1266, decodeTimeTz], // timetz
   [1700, asNumeric], // numeric
 ]);
+
+/** What a ByteDecoder gives for a text it does not read: the caller makes the string and uses the type's TextDecoder. */
+export const NOT_DECODED: unique symbol = Symbol("not decoded");
+
+/**
+ * A column's value read straight from its text's bytes (`bytes` from `start` to `end`), with no string made: exactly
+ * what the type's TextDecoder gives for that text, or NOT_DECODED for any text it does not read itself (the
+ * TextDecoder's value or error then stands).
+ */
+export type ByteDecoder = (bytes: Uint8Array, start: number, end: number) => ColumnValue | typeof NOT_DECODED;
+
+/** An optional minus and 1 to 15 ASCII digits: their integer (exact: below 2^53), which Number gives for that text; else NOT_DECODED. */
+function shortInteger(bytes: Uint8Array, start: number, end: number): number | typeof NOT_DECODED {
+  let at = start;
+  const negative = bytes[at] === 0x2d; // -
+  if (negative) at++;
+  const digits = end - at;
+  if (digits < 1 || digits > 15) return NOT_DECODED;
+  let value = 0;
+  for (; at < end; at++) {
+    const digit = bytes[at]! - 0x30;
+    if (digit < 0 || digit > 9) return NOT_DECODED;
+    value = value * 10 + digit;
+  }
+  return negative ? -value : value;
+}
+
+const bigintBytes: ByteDecoder = (bytes, start, end) => {
+  const value = shortInteger(bytes, start, end);
+  return value === NOT_DECODED ? value : BigInt(value);
+};
+
+const float4Bytes: ByteDecoder = (bytes, start, end) => {
+  const value = shortInteger(bytes, start, end);
+  return value === NOT_DECODED ? value : Math.fround(value);
+};
+
+const booleanBytes: ByteDecoder = (bytes, start, end) => (end - start !== 1 ? NOT_DECODED : bytes[start] === 0x74 ? true : bytes[start] === 0x66 ? false : NOT_DECODED);
+
+/** The TextDecoders above whose common texts (integers, booleans) are read from their bytes. */
+export const BYTE_DECODERS: ReadonlyMap<TextDecoder, ByteDecoder> = new Map<TextDecoder, ByteDecoder>([
+  [asBoolean, booleanBytes],
+  [asBigint, bigintBytes],
+  [asNumber, shortInteger],
+  [asFloat4, float4Bytes],
+]);
