@@ -117,6 +117,7 @@ export async function runRebuildCommand(
           group: `${sharing.group}.rebuild`,
           logger,
           signal,
+          retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
           ...(io.progress === undefined ? {} : { onProgress: io.progress.bind(io) }),
           ...(erasures === null ? {} : { erasures }),
           // Kafka gives no lease: the sink's processes elsewhere are its group's members, and this command holds the group meanwhile.

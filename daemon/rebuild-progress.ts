@@ -26,6 +26,8 @@ export interface RebuildProgress {
   readonly finishedAtMs: number | null;
   /** Why it failed or was refused. */
   readonly error: string | null;
+  /** While a step waits out a retriable failure of the target (unreachable): what failed and when it is tried again. */
+  readonly waiting?: string | null;
 }
 
 /** Follows one rebuild: counts, a smoothed rate, and reports at most every `intervalMs` (state changes at once). */
@@ -73,6 +75,12 @@ export class RebuildProgressMeter {
     this.emit(false, now);
   }
 
+  /** A step waits for the target (`what`), or no longer (null): reported at once. */
+  waiting(what: string | null, now = Date.now()): void {
+    this.current = { ...this.current, waiting: what };
+    this.emit(true, now);
+  }
+
   step(state: RebuildState, error: string | null = null, now = Date.now()): void {
     const finished = state === "done" || state === "failed";
     this.current = {
@@ -110,6 +118,8 @@ export interface RebuildProgressEntry {
   readonly startedAt: string;
   readonly finishedAt: string | null;
   readonly error: string | null;
+  /** While the rebuild waits out a failure of its target (RebuildProgress.waiting); absent otherwise. */
+  readonly waiting?: string;
 }
 
 /** A finished rebuild stays listed this long. */
@@ -129,6 +139,7 @@ export function rebuildEntry(progress: RebuildProgress | null, now = Date.now())
     startedAt: new Date(progress.startedAtMs).toISOString(),
     finishedAt: progress.finishedAtMs === null ? null : new Date(progress.finishedAtMs).toISOString(),
     error: progress.error,
+    ...(progress.waiting ? { waiting: progress.waiting } : {}),
   };
 }
 

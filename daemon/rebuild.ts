@@ -13,6 +13,8 @@ import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/cont
 import { controlledTopic } from "./control-records.ts";
 import { partitionKey, rebindOffsets } from "./log-identity.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { retry } from "../runtime/backoff.ts";
+import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { RecordDecoder } from "./sink-runner.ts";
 import { RebuildProgressMeter } from "./rebuild-progress.ts";
 import { Misfits, ReplayShapes } from "./rebuild-shape.ts";
@@ -32,6 +34,12 @@ export interface RebuildOptions {
   readonly logger: Logger;
   readonly signal: AbortSignal;
   readonly batchRecords?: number;
+  /**
+   * The sink's retry backoff (its `retry.initial`/`retry.max`): a step that meets a retriable
+   * failure of the target (unreachable, overloaded) is tried again until it succeeds or the
+   * rebuild is stopped, as the live sink waits out an outage. Default 200 ms doubling to 30 s.
+   */
+  readonly retry?: BackoffPolicy;
   /** Progress as it goes (at most twice a second, and at every step): for /status, metrics and a terminal. */
   readonly onProgress?: (progress: RebuildProgress) => void;
   /**
@@ -276,12 +284,13 @@ async function newestTruncates(
   return { truncates, resets };
 }
 
-async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal): Promise<number> {
+async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal, waitOut: TargetRetry): Promise<number> {
   if (changes.length === 0) return 0;
   // A server's refusal may quote a row's values: the personal ones never reach the rebuild's error (log, progress, command output).
   let result: Awaited<ReturnType<RebuildableSink["writeRebuild"]>>;
   try {
-    result = await sink.writeRebuild(changes, signal);
+    // Written again whole after a retriable failure: the new generation applies by version, so rows written twice are written once.
+    result = await waitOut("write", () => sink.writeRebuild(changes, signal));
   } catch (error) {
     throw error instanceof Error ? new Redactor(personalValuesOf(changes.map((c) => c.event))).error(error) : error;
   }
@@ -319,6 +328,7 @@ export async function rebuildSink(options: RebuildOptions): Promise<RebuildRepor
 async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Promise<RebuildReport> {
   const { sink, log, signal, logger } = options;
   const exclusive = options.exclusive ?? (<T>(step: () => Promise<T>) => step());
+  const waitOut = targetRetry(options, meter);
   const gaps = await historyGaps(log, options.topics);
   if (gaps.length > 0) throw historyIncompleteError(sink.name, gaps);
   const alone = sharedCheck(options);
@@ -334,7 +344,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
     // Each new generation in its table's newest shape: older changes convert into it (numbers into text) or stop the rebuild here.
     for (const schema of tables.values()) {
       const table: TableId = { source: schema.source, database: schema.database, schema: schema.schema, table: schema.table };
-      await sink.prepareRebuild(table, signal, schema);
+      await waitOut("prepare", () => sink.prepareRebuild(table, signal, schema));
       prepared.push(table);
     }
     // End offsets taken after the new generations exist: later changes reach them as live writes.
@@ -405,7 +415,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
               changes.push(change);
             } else if (newerTruncate(truncates.get(controlled)?.event.source.position, event.source.position)) truncates.set(controlled, change);
           }
-          const written = await writeRebuildBatch(sink, changes, signal);
+          const written = await writeRebuildBatch(sink, changes, signal, waitOut);
           await options.erasures?.eraseDestroyed(false);
           return written;
         });
@@ -416,14 +426,14 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
       misfits.check();
       // A truncate carries no row: written under its table's newest schema, which the new generation has.
       const closing = [...truncates].map(([topic, change]) => ({ ...change, event: { ...change.event, schema: tables.get(topic) ?? change.event.schema } }));
-      records += await exclusive(() => writeRebuildBatch(sink, closing, signal));
+      records += await exclusive(() => writeRebuildBatch(sink, closing, signal, waitOut));
       meter.leftOut(decoder.leftOut);
       meter.read(readSoFar());
     } finally {
       await consumer.close();
     }
     meter.step("checking");
-    await checkRowCounts(sink, log, tables, signal, logger);
+    await checkRowCounts(sink, log, tables, signal, logger, waitOut);
     meter.step("swapping");
     await alone(true);
     await exclusive(async () => {
@@ -455,6 +465,40 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
   }
 }
 
+/** Runs one step of the rebuild against the sink's target, waiting out its retriable failures (RebuildOptions.retry). */
+type TargetRetry = <T>(step: "prepare" | "write" | "check", operation: () => Promise<T>) => Promise<T>;
+
+const DEFAULT_TARGET_RETRY: BackoffPolicy = { initialMs: 200, maxMs: 30_000 };
+
+/**
+ * A target that cannot be reached for a while (restarted, a network cut) no longer ends the rebuild:
+ * its step is tried again with the sink's backoff, warned each time and shown in its progress
+ * (`waiting`), until it goes through or the rebuild is stopped. Before, the first such failure
+ * ended it, and its new generations could not be dropped on an unreachable target: they were left
+ * and reported as a rebuild interrupted by a stopped process. Failures that are not retriable (a
+ * refused row, a type the target refuses) still end it at once.
+ */
+function targetRetry(options: RebuildOptions, meter: RebuildProgressMeter): TargetRetry {
+  const policy = options.retry ?? DEFAULT_TARGET_RETRY;
+  return async (step, operation) => {
+    let waited = false;
+    try {
+      return await retry(operation, {
+        ...policy,
+        signal: options.signal,
+        onRetry: (error, attempt, delayMs) => {
+          waited = true;
+          const reason = error instanceof Error ? error.message : String(error);
+          meter.waiting(`its target failed (${reason}); trying the ${step} again in ${Math.ceil(delayMs / 1000)} s`);
+          options.logger.warn({ sink: options.sink.name, step, attempt: attempt + 1, delayMs, err: reason }, `rebuild of sink "${options.sink.name}" waits for its target: the ${step} failed and is tried again`);
+        },
+      });
+    } finally {
+      if (waited) meter.waiting(null);
+    }
+  };
+}
+
 /** How often a rebuild looks for other processes of its sink while it reads. */
 const READING_SHARED_CHECK_MS = 1_000;
 
@@ -471,12 +515,13 @@ function sharedCheck(options: RebuildOptions): (prepared: boolean, everyMs?: num
 }
 
 /** Refuses the swap (REBUILD_ROW_COUNT_MISMATCH) when a shadow's row count is off beyond the changes in flight. */
-async function checkRowCounts(sink: RebuildableSink, log: TopicLog, tables: ReadonlyMap<string, TableId>, signal: AbortSignal, logger: Logger): Promise<void> {
-  if (!sink.rebuildRowCounts) return;
-  const applied = isVersionedSink(sink) ? await sink.committedOffsets(signal) : [];
+async function checkRowCounts(sink: RebuildableSink, log: TopicLog, tables: ReadonlyMap<string, TableId>, signal: AbortSignal, logger: Logger, waitOut: TargetRetry): Promise<void> {
+  const rowCounts = sink.rebuildRowCounts?.bind(sink);
+  if (!rowCounts) return;
+  const applied = isVersionedSink(sink) ? await waitOut("check", () => sink.committedOffsets(signal)) : [];
   const checks: RowCountCheck[] = [];
   for (const [topic, table] of tables) {
-    const counts = await sink.rebuildRowCounts(table, signal);
+    const counts = await waitOut("check", () => rowCounts(table, signal));
     // Offsets read after counting: changes arriving in between widen the tolerance, never narrow it.
     const partitions = (await log.partitionOffsets(topic)).map((range) => ({
       start: range.start,

@@ -193,6 +193,7 @@ async function main(): Promise<void> {
               group: `${group}.rebuild`,
               logger: rebuildLogger,
               signal: stop.signal,
+              retry: { initialMs: sinkConfig.retry.initial, maxMs: sinkConfig.retry.max },
               onProgress: (progress) => {
                 rebuild = progress;
                 metrics.recordRebuild(progress);

@@ -136,7 +136,7 @@ export function formatStatus(status: Record<string, unknown>): string {
     if (!r) return [];
     if (r.state === "interrupted") return [[s.name, `interrupted (since ${r.since ?? r.startedAt})`, "-", "-", "-", r.tables.join(", ") || "-", r.error ?? ""]];
     const records = `${r.recordsDone}${r.recordsTotal === null ? "" : ` / ${r.recordsTotal}`}${r.recordsLeftOut ? ` (${r.recordsLeftOut} undecodable left out)` : ""}`;
-    return [[s.name, r.state, records, r.state === "reading" ? `${r.recordsPerSecond}/s` : "-", r.etaSeconds === null || r.state !== "reading" ? "-" : formatDuration(r.etaSeconds), r.tables.join(", ") || "-", r.error ?? ""]];
+    return [[s.name, r.state, records, r.state === "reading" ? `${r.recordsPerSecond}/s` : "-", r.etaSeconds === null || r.state !== "reading" ? "-" : formatDuration(r.etaSeconds), r.tables.join(", ") || "-", r.error ?? (r.waiting ? `waiting: ${r.waiting}` : "")]];
   });
   if (rebuilds.length > 0) out.push("", table(["REBUILD OF", "STATE", "RECORDS", "RATE", "ETA", "TABLES", "ERROR"], rebuilds));
   if (waiting.length > 0) out.push("", table(["NOT READY", "WAITING FOR"], waiting));
