@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import pino from "pino";
 import type { TableRef } from "./catalog.ts";
 import { SeenPartitions, TableDiscovery } from "./table-discovery.ts";
@@ -178,4 +178,42 @@ test("a failing publication check neither stops the look at partitions nor is wa
   failing = false;
   await discovery.look();
   assert.equal(lines.filter((l) => String(l["msg"]).includes("works again")).length, 1);
+});
+
+test("the first look comes a second after the start, then every interval; each look, failed or not, is told to looked()", async () => {
+  mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  // setImmediate is not mocked: the look's promises settle before it runs.
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+  try {
+    let lists = 0;
+    let looked = 0;
+    const discovery = new TableDiscovery({
+      intervalMs: 10_000,
+      list: async () => {
+        if (++lists === 2) throw new Error("connection lost");
+        return [];
+      },
+      known: [],
+      add: async () => [],
+      looked: () => void looked++,
+      logger: pino({ level: "silent" }),
+    });
+    discovery.start();
+    mock.timers.tick(999);
+    await settle();
+    assert.equal(lists, 0, "none before a second");
+    mock.timers.tick(1);
+    await settle();
+    assert.equal(lists, 1, "the first look a second after the start");
+    mock.timers.tick(8_999);
+    await settle();
+    assert.equal(lists, 1, "not again before the interval");
+    mock.timers.tick(1);
+    await settle();
+    assert.equal(lists, 2, "then every interval");
+    assert.equal(looked, 2, "both looks told, the failed one too");
+    await discovery.stop();
+  } finally {
+    mock.timers.reset();
+  }
 });
