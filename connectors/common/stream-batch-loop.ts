@@ -22,6 +22,15 @@ export interface StreamBatchPolicy<Item, Batch> {
   takesBeyondFull(next: Item): boolean;
   /** Decodes one buffered item into the batch under way. */
   apply(item: Item): void | Promise<void>;
+  /**
+   * Whether the item last applied left more to decode (a MySQL transaction payload's inner events), taken with
+   * applyPending, a part at a time, before the next item: a batch may end between two parts.
+   */
+  pending?(): boolean;
+  /** Decodes the next part of what the item last applied left; returns its bytes (towards maxBatchBytes). */
+  applyPending?(): Promise<number>;
+  /** Whether a full batch still takes the next part of what the item left (as takesBeyondFull for an item). */
+  takesPendingBeyondFull?(): boolean;
   /** Whether the read stops after the item just applied. */
   stopsRead(): boolean;
   /** `full`: the batch reached maxBatchEvents or maxBatchBytes. */
@@ -76,18 +85,27 @@ export class StreamBatchLoop<Item, Batch> {
     policy.begin();
     let bytes = 0;
     const full = () => policy.size() >= maxBatchEvents || bytes >= maxBatchBytes;
+    const pending = () => policy.pending?.() === true;
     for (;;) {
       signal.throwIfAborted();
-      while (buffer.length > 0 && (!full() || policy.takesBeyondFull(buffer.peek()!))) {
-        bytes += buffer.nextBytes;
-        const pending = policy.apply(buffer.shift()!);
-        if (pending !== undefined) await pending;
+      for (;;) {
+        const left = pending();
+        if (left ? full() && policy.takesPendingBeyondFull?.() !== true : buffer.length === 0 || (full() && !policy.takesBeyondFull(buffer.peek()!))) break;
+        if (left) {
+          bytes += await policy.applyPending!();
+        } else {
+          bytes += buffer.nextBytes;
+          const applying = policy.apply(buffer.shift()!);
+          if (applying !== undefined) await applying;
+        }
         // Messages that yield no event (transaction bounds, other tables) do not fill a batch.
         if (policy.size() === 0) bytes = 0;
         if (policy.stopsRead()) break;
       }
       const decision = policy.decide(full());
       if (typeof decision === "object") return this.handOn(decision.batch, bytes);
+      // What an item left to decode is taken before waiting for the next item.
+      if (pending()) continue;
       if (decision === "wait") {
         await buffer.waitForItem(signal);
         continue;

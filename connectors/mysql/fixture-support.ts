@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { readBinlogFile } from "./protocol/binlog-file.ts";
 import { EventParser, payloadEvents } from "./protocol/event-parser.ts";
+import { decompressPayload } from "./protocol/events.ts";
 import type { ParsedEvent } from "./protocol/event-parser.ts";
 import { readRowChanges } from "./protocol/rows-event.ts";
 import type { RowChange } from "./protocol/rows-event.ts";
@@ -54,7 +55,7 @@ export async function decodeFixture(relative: string): Promise<DecodedFile> {
       maps.set(body.map.tableId, body.map);
       tableMaps.push(body.map);
     }
-    if (body.kind === "payload") for (const inner of payloadEvents(body.events)) handle(inner, true);
+    if (body.kind === "payload") for (const inner of payloadEvents(decompressPayload(body.payload, parser.decompressionLimit))) handle(inner, true);
     if (body.kind !== "rows") return;
     const map = maps.get(body.rows.tableId);
     if (map === undefined) throw new Error(`rows event for unmapped table id ${body.rows.tableId}`);

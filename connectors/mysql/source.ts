@@ -468,6 +468,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       heartbeatArrivals,
       transactionMetadata: config.transaction_metadata,
       skippedOperations: skippedOperations(config),
+      stepPayloads: true,
       // Awaited by the decoder before it goes past the statement, so every checkpoint past it carries the requests.
       onRenamed: (from, to, at) => backfillRenamed(from, to, config.snapshot.mode, (table) => this.queueReread(table, "table-renamed", at), logger, at, context),
       onReread: (table, columns, at, rowsChanged) =>

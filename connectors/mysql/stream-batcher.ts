@@ -71,6 +71,10 @@ export class StreamBatcher {
       size: () => this.out.length,
       takesBeyondFull: () => decoder.chunkHandedOn,
       apply: (event) => decoder.apply(event, this.out),
+      // A transaction payload's inner events, one at a time (the decoder's stepPayloads): a batch may end inside it.
+      pending: () => decoder.payloadPending,
+      applyPending: () => decoder.step(this.out),
+      takesPendingBeyondFull: () => decoder.chunkHandedOn,
       stopsRead: () => decoder.chunkHandedOn && !decoder.inTransaction,
       decide: () => {
         const out = this.out;

@@ -19,9 +19,10 @@ import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } fro
 import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { DecompressionLimitError } from "./protocol/decompression-limit.ts";
-import { ChecksumError, payloadEvents } from "./protocol/event-parser.ts";
+import { ChecksumError } from "./protocol/event-parser.ts";
+import { streamPayloadEvents } from "./protocol/payload-stream.ts";
 import { MARIADB_GTID_PREPARED_XA } from "./protocol/events.ts";
-import type { AlterPhase } from "./protocol/events.ts";
+import type { AlterPhase, TransactionPayload } from "./protocol/events.ts";
 import type { EventBody, EventParser } from "./protocol/event-parser.ts";
 import { readRowChanges } from "./protocol/rows-event.ts";
 import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
@@ -116,6 +117,11 @@ export interface StreamDecoderOptions {
   readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string, removable: readonly string[]) => Promise<readonly string[] | void> | readonly string[] | void;
   /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid -> the captured tables each changed. */
   readonly preparedXa?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * A transaction payload's inner events are decoded one per step() call (StreamBatcher hands its changes on in batches
+   * as they come, memory bounded whatever its size), not all by apply(). Default false.
+   */
+  readonly stepPayloads?: boolean;
   readonly logger: Logger;
   readonly context: ErrorContext;
 }
@@ -162,6 +168,8 @@ export class StreamDecoder {
   private throughPoint: ThroughPoint;
   private throughTime: number | null = null;
   private payload: PayloadCursor | null = null;
+  /** The inner events still to decode of the transaction payload under way (step), as they are decompressed. */
+  private payloadEvents: AsyncGenerator<Buffer> | null = null;
   /** Whether no transaction was read since the start of a file: a file's GTID list is the state here. */
   private atFileStart: boolean;
   private skipThrough: Position | null;
@@ -227,6 +235,39 @@ export class StreamDecoder {
 
   get inTransaction(): boolean {
     return this.transaction !== null;
+  }
+
+  /** Whether inner events of a transaction payload are left to decode with step() (options.stepPayloads). */
+  get payloadPending(): boolean {
+    return this.payloadEvents !== null;
+  }
+
+  /**
+   * Decodes the next inner event of the transaction payload under way, appending its changes to `out`; returns the
+   * event's size, 0 once the payload is done (payloadPending is then false).
+   */
+  async step(out: DecodedEvent[]): Promise<number> {
+    const events = this.payloadEvents!;
+    const at = binlogAt(this.fileIndex, this.payload!.start);
+    try {
+      const next = await events.next();
+      if (next.done === true) {
+        this.endPayload();
+        return 0;
+      }
+      let parsed;
+      try {
+        parsed = this.options.parser.parse(next.value, true);
+      } catch (error) {
+        throw this.failure(error, null, at);
+      }
+      const pending = this.handle(parsed.header, parsed.body, out);
+      if (pending !== undefined) await pending;
+      return next.value.length;
+    } catch (error) {
+      this.endPayload();
+      throw this.failure(error, null, at);
+    }
   }
 
   /**
@@ -316,7 +357,7 @@ export class StreamDecoder {
         }
         return;
       case "payload":
-        return this.transactionPayload(body.events, start, end, out);
+        return this.transactionPayload(body.payload, start, end, out);
       default:
         return;
     }
@@ -671,21 +712,26 @@ export class StreamDecoder {
     }
   }
 
-  private transactionPayload(events: Buffer, start: number, end: number, out: DecodedEvent[]): Promise<void> | void {
-    const inner = [...payloadEvents(events)];
-    const run = async () => {
-      this.payload = { start, end, next: start + 1 };
-      try {
-        for (const event of inner) {
-          const parsed = this.options.parser.parse(event, true);
-          const pending = this.handle(parsed.header, parsed.body, out);
-          if (pending !== undefined) await pending;
-        }
-      } finally {
-        this.payload = null;
-      }
-    };
-    return run();
+  /**
+   * A transaction payload's inner events are decompressed as they are decoded (payload-stream.ts), never held whole:
+   * with options.stepPayloads one per step() call, so the batcher hands its changes on in batches as they come;
+   * otherwise all of them now.
+   */
+  private transactionPayload(payload: TransactionPayload, start: number, end: number, out: DecodedEvent[]): Promise<void> | void {
+    this.payloadEvents = streamPayloadEvents(payload, this.options.parser.decompressionLimit);
+    this.payload = { start, end, next: start + 1 };
+    if (this.options.stepPayloads === true) return;
+    return (async () => {
+      while (this.payloadEvents !== null) await this.step(out);
+    })();
+  }
+
+  private endPayload(): void {
+    const events = this.payloadEvents;
+    this.payloadEvents = null;
+    this.payload = null;
+    // Frees the decompression at once when the payload ends early (an error).
+    void events?.return(undefined).catch(() => undefined);
   }
 
   /**
@@ -793,7 +839,7 @@ export class StreamDecoder {
     if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
     if (error instanceof DecompressionLimitError) {
       return new SluiceError(
-        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed whole, it would not fit the memory budget (a quarter of the heap, at most 1 GiB). A compressed statement or transaction payload stops the whole source: which tables it concerns is known only once decompressed, and passing over a schema change would decode later rows wrongly. Raise \`memory\`; for a MySQL transaction payload, have the server write smaller transactions or turn binlog_transaction_compression off; for a MariaDB statement, turn log_bin_compress off (docs/mysql.md#limits)`,
+        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed, it would not fit the memory budget (a quarter of the heap, at most 1 GiB). This stops the whole source: a compressed statement's table is known only once decompressed, and passing over a schema change would decode later rows wrongly; a transaction payload's events are decoded in order. Raise \`memory\`; or turn binlog_transaction_compression (MySQL) or log_bin_compress (MariaDB) off (docs/mysql.md#limits)`,
         { code: "MYSQL_EVENT_TOO_LARGE", cause: error, context: { ...context, limit: error.limit } },
       );
     }

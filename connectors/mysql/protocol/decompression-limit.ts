@@ -1,9 +1,9 @@
 /**
- * The most bytes one compressed binlog event may decompress to: MySQL 8's TRANSACTION_PAYLOAD (a whole transaction,
- * zstd) and MariaDB's compressed QUERY and rows events (zlib). The decompressed bytes are held whole while their events
- * are decoded, and a payload's changes all at once, so a payload that expands past what the heap holds ends the process;
- * and a few compressed kilobytes from a hostile server or a man in the middle expand to gigabytes. Each event's
- * header states its decompressed size: a size over the limit is refused before decompressing, and the output is bounded
+ * The most bytes one compressed unit of the binlog may decompress to: MariaDB's compressed QUERY and rows events and
+ * COMPRESSED values (zlib), each held whole while decoded, and each inner event of MySQL 8's TRANSACTION_PAYLOAD (a
+ * whole transaction, zstd: streamed, payload-stream.ts, so only one inner event is held at a time). Past what the heap
+ * holds, one ends the process; and a few compressed kilobytes from a hostile server or a man in the middle expand to
+ * gigabytes. A size the header states over the limit is refused before decompressing, and the output is bounded
  * to the stated size (and the limit) whatever the header says.
  */
 import { getHeapStatistics } from "node:v8";

@@ -21,11 +21,11 @@ import {
   readQuery,
   readRotate,
   readRowsQuery,
-  readTransactionPayload,
+  readTransactionPayloadHeader,
   readXaPrepare,
   readXid,
 } from "./events.ts";
-import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent } from "./events.ts";
+import type { MariadbGtidEvent, MysqlGtidEvent, QueryEvent, RotateEvent, TransactionPayload } from "./events.ts";
 import { DecompressionLimitError, defaultDecompressionLimit } from "./decompression-limit.ts";
 import { uncompressEventData } from "./mariadb-compressed-events.ts";
 import { readRowsHeader } from "./rows-event.ts";
@@ -53,8 +53,8 @@ export type EventBody =
   | { readonly kind: "rows-query"; readonly query: string }
   /** `position`: where the server is in `file` (v1 heartbeats: the header's log position). */
   | { readonly kind: "heartbeat"; readonly file: string; readonly position: number }
-  /** The inner events of a TRANSACTION_PAYLOAD_EVENT, one after another, without checksums. */
-  | { readonly kind: "payload"; readonly events: Buffer }
+  /** A TRANSACTION_PAYLOAD_EVENT, still compressed: its inner events without checksums (payload-stream.ts, decompressPayload). */
+  | { readonly kind: "payload"; readonly payload: TransactionPayload }
   /** `xid` as XA COMMIT/ROLLBACK statements in the binlog write it (readXaPrepare); `onePhase`: it commits too. */
   | { readonly kind: "xa-prepare"; readonly xid: string; readonly onePhase: boolean }
   | { readonly kind: "stop" }
@@ -153,7 +153,7 @@ export class EventParser {
         return heartbeat === null ? { kind: "other" } : { kind: "heartbeat", ...heartbeat };
       }
       case EventType.TRANSACTION_PAYLOAD:
-        return { kind: "payload", events: readTransactionPayload(reader, this.decompressionLimit) };
+        return { kind: "payload", payload: readTransactionPayloadHeader(reader) };
       case EventType.XA_PREPARE:
         return { kind: "xa-prepare", ...readXaPrepare(reader) };
       case EventType.STOP:

@@ -218,14 +218,18 @@ export function readHeartbeatV2(reader: BinaryReader): { file: string; position:
 const PAYLOAD_END_MARK = 0;
 const PAYLOAD_COMPRESSION_TYPE = 2;
 const PAYLOAD_UNCOMPRESSED_SIZE = 3;
-const COMPRESSION_ZSTD = 0;
-const COMPRESSION_NONE = 255;
+export const COMPRESSION_ZSTD = 0;
+export const COMPRESSION_NONE = 255;
 
-/**
- * The inner events (without checksums) of a TRANSACTION_PAYLOAD_EVENT, decompressed: at most `limit` bytes
- * (decompression-limit.ts), and no more than the payload header's uncompressed size.
- */
-export function readTransactionPayload(reader: BinaryReader, limit: number): Buffer {
+/** A TRANSACTION_PAYLOAD_EVENT as it comes: its header fields and its data, still compressed. */
+export interface TransactionPayload {
+  readonly compression: number;
+  /** The uncompressed size the header states; null when it states none. */
+  readonly stated: number | null;
+  readonly data: Buffer;
+}
+
+export function readTransactionPayloadHeader(reader: BinaryReader): TransactionPayload {
   let compression = COMPRESSION_NONE;
   let stated: number | null = null;
   for (;;) {
@@ -236,7 +240,20 @@ export function readTransactionPayload(reader: BinaryReader, limit: number): Buf
     if (type === PAYLOAD_COMPRESSION_TYPE) compression = value.lenenc();
     else if (type === PAYLOAD_UNCOMPRESSED_SIZE) stated = value.lenenc();
   }
-  const payload = reader.rest();
+  return { compression, stated, data: reader.rest() };
+}
+
+/**
+ * The inner events (without checksums) of a TRANSACTION_PAYLOAD_EVENT, decompressed whole: at most `limit` bytes
+ * (decompression-limit.ts), and no more than the payload header's uncompressed size. Capture streams them instead
+ * (payload-stream.ts); this is for reading binlog files in tests and tools.
+ */
+export function readTransactionPayload(reader: BinaryReader, limit: number): Buffer {
+  return decompressPayload(readTransactionPayloadHeader(reader), limit);
+}
+
+export function decompressPayload(header: TransactionPayload, limit: number): Buffer {
+  const { compression, stated, data: payload } = header;
   if (compression === COMPRESSION_NONE) return payload;
   if (compression !== COMPRESSION_ZSTD) throw new RangeError(`unknown transaction payload compression ${compression}`);
   if (stated !== null && stated > limit) {

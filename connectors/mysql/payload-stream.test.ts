@@ -1,0 +1,172 @@
+/**
+ * MySQL 8 compressed transactions (TRANSACTION_PAYLOAD_EVENT, binlog_transaction_compression) are streamed: zstd
+ * decompresses the payload as its inner events are decoded, and the batcher hands its changes on in batches as they
+ * come, so a payload may decompress to more than the decompression limit (before: MYSQL_EVENT_TOO_LARGE, the source
+ * stopped). Scripted MySQL 8 bytes: there is no MySQL 8 server here.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { zstdCompressSync } from "node:zlib";
+import { pino } from "pino";
+import { comparePositions } from "../contracts.ts";
+import type { ChangeEvent } from "../contracts.ts";
+import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { BinlogWriter, lenenc, lenencString, rowImage } from "./protocol/binlog-writer.ts";
+import { ColumnType, EventType } from "./protocol/constants.ts";
+import { EventParser } from "./protocol/event-parser.ts";
+import { streamPayloadEvents } from "./protocol/payload-stream.ts";
+import { COMPRESSION_ZSTD } from "./protocol/events.ts";
+import { decodeResumeToken } from "./resume-token.ts";
+import { MemorySchemaHistoryStore } from "./schema/schema-history.ts";
+import { SchemaTracker } from "./schema/schema-tracker.ts";
+import { StreamBatcher } from "./stream-batcher.ts";
+import { StreamDecoder } from "./stream-decoder.ts";
+import type { DecodedEvent } from "./stream-decoder.ts";
+import { CollationTable } from "./values/charsets.ts";
+
+const logger = pino({ level: "silent" });
+const MiB = 2 ** 20;
+const LIMIT = MiB;
+const FILE = "binlog.000012";
+const COLUMN_NAME = 4;
+const SIMPLE_PRIMARY_KEY = 8;
+const ROWS_PER_EVENT = 40;
+
+/** The inner events of one transaction on d.t(id INT PK, v VARCHAR(250)): BEGIN, its table map, `events` rows events of ROWS_PER_EVENT inserts, XID. */
+function transaction(events: number): Buffer {
+  const w = new BinlogWriter({ checksum: false });
+  const map = w.tableMap(
+    42,
+    "d",
+    "t",
+    [
+      { type: ColumnType.LONG, meta: Buffer.alloc(0), nullable: false },
+      { type: ColumnType.VARCHAR, meta: Buffer.from([250, 0]), nullable: true },
+    ],
+    [
+      [COLUMN_NAME, Buffer.concat([lenencString("id"), lenencString("v")])],
+      [SIMPLE_PRIMARY_KEY, Buffer.from([0])],
+    ],
+  );
+  const inner = [w.query("d", "BEGIN"), map];
+  let id = 0;
+  for (let e = 0; e < events; e++) {
+    const images = Array.from({ length: ROWS_PER_EVENT }, () => {
+      id++;
+      const key = Buffer.alloc(4);
+      key.writeInt32LE(id);
+      return rowImage(2, [key, Buffer.concat([Buffer.from([200]), Buffer.from(String(id % 10).repeat(200))])]);
+    });
+    inner.push(w.rows(EventType.WRITE_ROWS_V2, 42, 2, images));
+  }
+  inner.push(w.xid(7n));
+  return Buffer.concat(inner);
+}
+
+/** A TRANSACTION_PAYLOAD body: compressed size, zstd, the uncompressed size, end mark, the zstd data. */
+function payloadBody(events: Buffer): Buffer {
+  const data = zstdCompressSync(events);
+  const field = (type: number, value: number) => {
+    const encoded = lenenc(value);
+    return Buffer.concat([lenenc(type), lenenc(encoded.length), encoded]);
+  };
+  return Buffer.concat([field(1, data.length), field(2, COMPRESSION_ZSTD), field(3, events.length), lenenc(0), data]);
+}
+
+function decoderOn(options: { stepPayloads?: boolean; onChange?: (event: ChangeEvent) => void } = {}) {
+  const collations = CollationTable.builtIn();
+  const parser = new EventParser(collations);
+  parser.decompressionLimit = LIMIT;
+  const tracker = new SchemaTracker({ store: new MemorySchemaHistoryStore(), catalog: null, matches: (d) => d === "d", binding: { sourceName: "shop", collations, zeroDates: "null", mariadb: false }, logger, context: {} });
+  return new StreamDecoder({
+    sourceName: "shop",
+    flavor: "mysql",
+    parser,
+    tracker,
+    start: { file: FILE, offset: 4, gtid: null },
+    skipThrough: null,
+    snapshotThresholds: new Map(),
+    logger,
+    context: { source: "shop" },
+    ...(options.stepPayloads === undefined ? {} : { stepPayloads: options.stepPayloads }),
+    ...(options.onChange === undefined ? {} : { interleave: { watermarkColumns: () => null, watermark: () => false, changed: options.onChange } }),
+  });
+}
+
+describe("MySQL 8 transaction payloads, streamed", () => {
+  const EVENTS = 900;
+  const inner = transaction(EVENTS);
+  const CHANGES = EVENTS * ROWS_PER_EVENT;
+
+  it("a payload decompressing to more than the limit is decoded whole, each change at its own increasing position", async () => {
+    assert.ok(inner.length > 4 * LIMIT, `${inner.length} bytes decompressed`);
+    const writer = new BinlogWriter();
+    const decoder = decoderOn();
+    const out: DecodedEvent[] = [];
+    await decoder.apply(writer.formatDescription("8.0.36"), out);
+    const start = writer.offset;
+    await decoder.apply(writer.event(EventType.TRANSACTION_PAYLOAD, payloadBody(inner)), out);
+    assert.equal(out.length, CHANGES);
+    assert.deepEqual(out.slice(0, 2).map((o) => o.event.after), [{ id: 1, v: "1".repeat(200) }, { id: 2, v: "2".repeat(200) }]);
+    assert.deepEqual(out.at(-1)!.event.after, { id: CHANGES, v: String(CHANGES % 10).repeat(200) });
+    for (let i = 1; i < out.length; i++) assert.ok(comparePositions(out[i - 1]!.event.source.position, out[i]!.event.source.position) < 0, `change ${i}`);
+    assert.equal(decoder.inTransaction, false);
+    assert.equal(decoder.through.offset, writer.offset);
+    assert.ok(out[0]!.transaction.offset === start);
+  });
+
+  it("through the batcher, its changes are handed on in batches while it is decompressed, with checkpoints that resume inside it", async () => {
+    let decoded = 0;
+    const decoder = decoderOn({ stepPayloads: true, onChange: () => void decoded++ });
+    const buffer = new ByteBoundedBuffer<Buffer>(64 * MiB);
+    const batcher = new StreamBatcher({ buffer, decoder, flavor: "mysql", serverId: 1, maxBatchEvents: 500, progressIntervalMs: 0, lastCheckpoint: null });
+    const writer = new BinlogWriter();
+    const format = writer.formatDescription("8.0.36");
+    const payload = writer.event(EventType.TRANSACTION_PAYLOAD, payloadBody(inner));
+    const end = writer.offset;
+    for (const event of [format, payload]) buffer.push(event, event.length);
+    const signal = AbortSignal.timeout(20_000);
+    const first = await batcher.next(signal);
+    // Decoded so far: the batch and at most the rest of one rows event, not the whole transaction.
+    assert.equal(first.events.length, 500);
+    assert.ok(decoded <= 500 + ROWS_PER_EVENT, `${decoded} changes decoded when the first batch was handed on`);
+    const token = decodeResumeToken(first.checkpoint.resume!, "shop");
+    assert.equal(token.offset, end - payload.length, "resumes at the payload");
+    assert.deepEqual(token.skipThrough, first.events.at(-1)!.source.position);
+    const events = [...first.events];
+    while (events.length < CHANGES) events.push(...(await batcher.next(signal)).events);
+    assert.equal(events.length, CHANGES);
+    assert.deepEqual(events.map((e) => e.after!["id"]), Array.from({ length: CHANGES }, (_, i) => i + 1));
+  });
+
+  it("an inner event over the limit stops the source with MYSQL_EVENT_TOO_LARGE naming the payload's position", async () => {
+    const w = new BinlogWriter({ checksum: false });
+    const huge = w.query("d", `/* ${"x".repeat(LIMIT)} */ BEGIN`);
+    const writer = new BinlogWriter();
+    const decoder = decoderOn();
+    const out: DecodedEvent[] = [];
+    await decoder.apply(writer.formatDescription("8.0.36"), out);
+    const start = writer.offset;
+    await assert.rejects(
+      async () => decoder.apply(writer.event(EventType.TRANSACTION_PAYLOAD, payloadBody(huge)), out),
+      (error: Error & { code?: string; context?: Record<string, unknown> }) => {
+        assert.equal(error.code, "MYSQL_EVENT_TOO_LARGE");
+        assert.match(error.message, new RegExp(`binlog event at ${FILE}:${start}: transaction payload holds an event of ${huge.length} bytes .* over the limit of ${LIMIT}`));
+        return true;
+      },
+    );
+  });
+
+  it("yields the inner events one by one as they are decompressed, and refuses a payload that ends inside one", async () => {
+    const events = transaction(3);
+    const cut = async (data: Buffer) => {
+      const got: Buffer[] = [];
+      for await (const event of streamPayloadEvents({ compression: COMPRESSION_ZSTD, stated: data.length, data: zstdCompressSync(data) }, LIMIT)) got.push(Buffer.from(event));
+      return got;
+    };
+    const whole = await cut(events);
+    assert.equal(Buffer.concat(whole).compare(events), 0);
+    assert.deepEqual(whole.map((e) => e[4]), [EventType.QUERY, EventType.TABLE_MAP, EventType.WRITE_ROWS_V2, EventType.WRITE_ROWS_V2, EventType.WRITE_ROWS_V2, EventType.XID]);
+    await assert.rejects(cut(events.subarray(0, events.length - 3)), /ends inside an event/);
+  });
+});
