@@ -35,3 +35,22 @@ test("records left out (no decoder can read them) are counted in the progress, i
   assert.match(rebuildLine({ ...reports.at(-1)!, recordsPerSecond: 0, etaSeconds: null }), /5,000 \/ 10,000 records  2 undecodable left out  reading$/);
   assert.equal(rebuildEntry(reports.at(-1)!, 1_000)?.recordsLeftOut, 2);
 });
+
+test("while it waits for its target the rebuild shows what it waits for, no rate and no time left; the rate is measured afresh after", () => {
+  const reports: RebuildProgress[] = [];
+  const meter = new RebuildProgressMeter("wh", (p) => reports.push(p), 500, 0);
+  meter.planned(["public.items"], 10_000, 0);
+  meter.read(2_000, 1_000);
+  assert.deepEqual([reports.at(-1)!.recordsPerSecond, reports.at(-1)!.etaSeconds], [2_000, 4]);
+  meter.waiting("its target failed (ClickHouse unreachable); trying the write again in 2 s", 1_100);
+  const waiting = reports.at(-1)!;
+  assert.deepEqual([waiting.state, waiting.recordsPerSecond, waiting.etaSeconds], ["reading", 0, null]);
+  assert.match(rebuildEntry(waiting, 1_100)?.waiting ?? "", /ClickHouse unreachable/);
+  meter.waiting(null, 60_000);
+  assert.equal(reports.at(-1)!.waiting, null);
+  assert.equal(rebuildEntry(reports.at(-1)!, 60_000)?.waiting, undefined, "/status shows no waiting once it goes on");
+  // A minute waited is not counted into the rate: 1,000 records in the second after it.
+  meter.read(3_000, 61_000);
+  assert.equal(reports.at(-1)!.recordsPerSecond, 1_000);
+  assert.equal(reports.at(-1)!.etaSeconds, 7);
+});

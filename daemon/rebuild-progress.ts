@@ -75,9 +75,14 @@ export class RebuildProgressMeter {
     this.emit(false, now);
   }
 
-  /** A step waits for the target (`what`), or no longer (null): reported at once. */
+  /**
+   * A step waits for the target (`what`), or no longer (null): reported at once. While it waits
+   * nothing is read: no rate and no time left (the rate before the outage would promise an end
+   * that does not come), and the rate is measured afresh from where it goes on.
+   */
   waiting(what: string | null, now = Date.now()): void {
-    this.current = { ...this.current, waiting: what };
+    this.current = { ...this.current, waiting: what, ...(what === null ? {} : { recordsPerSecond: 0, etaSeconds: null }) };
+    if (what === null && this.sample !== null) this.sample = { atMs: now, records: this.current.recordsDone };
     this.emit(true, now);
   }
 
