@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { TopicConsumer } from "../connectors/topics/contract.ts";
+import type { StoredRecord, TopicConsumer, TopicPartitionOffset } from "../connectors/topics/contract.ts";
 import { createLogger } from "../runtime/logger.ts";
 import { announcedHalts, DROP_INTERVALS, HALTS_PER_REPORT, InstanceDirectory, STALE_INTERVALS } from "./instances.ts";
 import type { AnnouncingLog, InstanceReport } from "./instances.ts";
@@ -12,6 +12,9 @@ class RecordingLog implements AnnouncingLog {
   readonly announced: (string | null)[] = [];
   async announce(_key: string, value: string | null): Promise<void> {
     this.announced.push(value);
+  }
+  async endOffsets(): Promise<TopicPartitionOffset[]> {
+    return [];
   }
   async consumer(): Promise<TopicConsumer> {
     let closed: () => void = () => undefined;
@@ -85,12 +88,15 @@ test("a failing announcement is warned once per streak, not at every heartbeat, 
 
 /** A one-partition topic in memory: what is announced is appended, and the consumer reads it from the beginning. */
 class TopicLikeLog implements AnnouncingLog {
-  readonly records: { key: Uint8Array; value: Uint8Array | null }[] = [];
+  readonly records: Pick<StoredRecord, "key" | "value" | "partition" | "offset">[] = [];
   read = 0;
   /** Polls to fail (the reader then starts a consumer again, which reads from the beginning). */
   failPolls = 0;
   add(key: string, value: string | null): void {
-    this.records.push({ key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
+    this.records.push({ key: Buffer.from(key), value: value === null ? null : Buffer.from(value), partition: 0, offset: BigInt(this.records.length) });
+  }
+  async endOffsets(topic: string): Promise<TopicPartitionOffset[]> {
+    return [{ topic, partition: 0, offset: BigInt(this.records.length) }];
   }
   async announce(key: string, value: string | null): Promise<void> {
     this.add(key, value);
@@ -138,12 +144,40 @@ test("a report's staleness is told on the reader's clock: a live process whose c
     const later = performance.now() + STALE_INTERVALS * intervalMs + 1_000;
     assert.deepEqual(seen(await directory.instances(Date.now(), later)), { "live:1": true, "dead:1": true });
     assert.deepEqual(seen(await directory.instances(Date.now(), performance.now() + DROP_INTERVALS * intervalMs + 1_000)), {}, "both left out once older than DROP_INTERVALS");
-    // The reader's consumer starts over (2 s later) and reads every report again. The dead process's report, read
-    // again before this process's own, is not taken for one that just arrived: 3 intervals after the reader started it
-    // is stale, while the live process's, which came again after this process's own, is not.
+    // The reader's consumer starts over (2 s later) and reads every report again. No report read again is taken for
+    // one that just arrived: 3 intervals after the reader started, the dead process's report is stale, and so is the
+    // live one's, whose last heartbeat arrived at the start.
     log.failPolls = 1;
     while (log.failPolls > 0 || log.read < log.records.length) await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(seen(await directory.instances(Date.now(), startedAt + STALE_INTERVALS * intervalMs + 300)), { "live:1": false, "dead:1": true });
+    assert.deepEqual(seen(await directory.instances(Date.now(), startedAt + STALE_INTERVALS * intervalMs + 1_000)), { "live:1": true, "dead:1": true });
+    // The live process's next heartbeat, read by the new consumer: it arrives now.
+    log.add("live:1", other("live:1", Date.now() - 30_000));
+    while (log.read < log.records.length) await new Promise((resolve) => setTimeout(resolve, 5));
+    const live = (await directory.instances()).find((i) => i.id === "live:1");
+    assert.deepEqual({ stale: live?.stale, fresh: (live?.ageSeconds ?? Infinity) < 1 }, { stale: false, fresh: true });
+  } finally {
+    await directory.close();
+  }
+});
+
+test("reports arriving are aged on the reader's clock though this process's own announcement fails (no write ACL on the topic): a live process 30 s behind is not stale", async () => {
+  const intervalMs = 5_000;
+  const log = new TopicLikeLog();
+  log.announce = async () => {
+    throw new Error("TOPIC_AUTHORIZATION_FAILED");
+  };
+  const other = (id: string, at: number) => JSON.stringify({ ...report, id, at });
+  log.add("live:1", other("live:1", Date.now() - 30_000));
+  const directory = new InstanceDirectory({ log, deployment: "dep", id: report.id, report: async () => ({ ...report, at: Date.now() }), intervalMs, logger: createLogger("silent") });
+  directory.start();
+  try {
+    while (log.read < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    // Its next heartbeat, written after the reader reached the end of the topic: it arrives now, though this
+    // process's own report never comes back. Before: aged from its `at` (30 s behind), STALE.
+    log.add("live:1", other("live:1", Date.now() - 30_000));
+    while (log.read < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    const others = (await directory.instances()).filter((i) => !i.self).map((i) => ({ id: i.id, stale: i.stale, fresh: i.ageSeconds < 1 }));
+    assert.deepEqual(others, [{ id: "live:1", stale: false, fresh: true }]);
   } finally {
     await directory.close();
   }

@@ -8,7 +8,7 @@
  * Kafka only: the embedded log is one machine's, and /status then shows this process alone.
  */
 import { randomBytes } from "node:crypto";
-import type { TopicConsumer } from "../connectors/topics/contract.ts";
+import type { TopicConsumer, TopicPartitionOffset } from "../connectors/topics/contract.ts";
 import { instancesTopic } from "../connectors/topics/names.ts";
 import type { Logger } from "../runtime/logger.ts";
 
@@ -60,6 +60,7 @@ export function announcedHalts(halts: readonly InstanceHalt[], limit = HALTS_PER
 export interface AnnouncingLog {
   announce(key: string, value: string | null): Promise<void>;
   consumer(group: string, topics: readonly string[]): Promise<TopicConsumer>;
+  endOffsets(topic: string): Promise<TopicPartitionOffset[]>;
 }
 
 export function canAnnounce(log: object): log is AnnouncingLog {
@@ -79,12 +80,16 @@ export interface DirectoryOptions {
  * Reports older than this many intervals are shown as stale; older than DROP_INTERVALS, left out.
  *
  * A report's age is judged on this process's clock alone where it can be: the time since it arrived, for a
- * report that arrived once this process's own first report had come back from the topic (the topic has one
- * partition, so whatever follows it was written after this process started following). Its `at` is the writer's
- * clock: compared with this host's, a skew between the two hosts of 3 intervals (15 s) showed every report of
- * a live process STALE, and `sluice status` exited 3; of 12 intervals, left it out. Only a report read before
- * that (the topic's backlog at start, when its age can only be told from `at`) is judged by `at`, and by no
- * less than the time this process has followed the topic, so a dead process's report ages here whatever the clocks.
+ * report that arrived once the reader had reached the topic's end offset read when its consumer was made (so it
+ * was written after that: a live report). Its `at` is the writer's clock: compared with this host's, a skew
+ * between the two hosts of 3 intervals (15 s) showed every report of a live process STALE, and `sluice status`
+ * exited 3; of 12 intervals, left it out. Only a report read before that (the topic's backlog at start, when its
+ * age can only be told from `at`) is judged by `at`, and by no less than the time this process has followed the
+ * topic, so a dead process's report ages here whatever the clocks.
+ *
+ * Not this process's own report coming back: an announcement that cannot be written (no write ACL on the topic,
+ * the log down at start) never comes back, and every other process's report, arriving all along, aged from the
+ * start until all showed STALE and then were left out.
  */
 export const STALE_INTERVALS = 3;
 export const DROP_INTERVALS = 12;
@@ -102,8 +107,8 @@ export class InstanceDirectory {
   private announceFailing = false;
   /** When (performance.now()) each other instance's latest report arrived, for those that arrived once followed live. */
   private readonly arrivedAt = new Map<string, number>();
-  /** Whether this process's own report came back from the topic: what follows was written while it follows. */
-  private followingLive = false;
+  /** The offset of the record each report held was read from: a consumer made again reads the topic again, older records too. */
+  private readonly readOffset = new Map<string, bigint>();
   private followingSince = performance.now();
 
   constructor(options: DirectoryOptions) {
@@ -152,29 +157,29 @@ export class InstanceDirectory {
     while (!signal.aborted) {
       let consumer: TopicConsumer | null = null;
       try {
-        consumer = await log.consumer(group, [instancesTopic(this.options.deployment)]);
-        // A consumer started again may read the topic from its beginning again: live once this process's report comes back.
-        this.followingLive = false;
+        const topic = instancesTopic(this.options.deployment);
+        consumer = await log.consumer(group, [topic]);
+        // Read again with each consumer, which may read the topic from its beginning again.
+        const ends = new Map((await log.endOffsets(topic)).map((end) => [end.partition, end.offset]));
+        // A topic that no longer reaches the offsets read (deleted and made again) starts its offsets over.
+        if ([...this.readOffset.values()].some((offset) => offset >= (ends.get(0) ?? 0n))) this.readOffset.clear();
         while (!signal.aborted) {
           for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal })) {
             if (!record.key) continue;
             const key = Buffer.from(record.key).toString("utf8");
-            if (key === this.options.id) {
-              // Its own report of this run (not a former process's of the same id): later records are live.
-              if (record.value !== null && (JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport).startedAt === this.last?.startedAt) this.followingLive = true;
-              continue;
-            }
+            if (key === this.options.id) continue;
+            // Read before (the consumer started over): the report held, and when it arrived, stand.
+            if (record.offset <= (this.readOffset.get(key) ?? -1n)) continue;
             if (record.value === null) {
               this.known.delete(key);
               this.arrivedAt.delete(key);
+              this.readOffset.delete(key);
               continue;
             }
-            const report = JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport;
-            const previous = this.known.get(key);
-            this.known.set(key, report);
-            // The same report read again (the consumer started over): when it arrived stands.
-            if (previous?.at === report.at) continue;
-            if (this.followingLive) this.arrivedAt.set(key, performance.now());
+            this.readOffset.set(key, record.offset);
+            this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
+            // At or past the end read when the consumer was made: written since, so it arrived now.
+            if (record.offset >= (ends.get(record.partition) ?? 0n)) this.arrivedAt.set(key, performance.now());
             else this.arrivedAt.delete(key);
           }
         }
