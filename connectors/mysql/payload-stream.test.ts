@@ -5,7 +5,9 @@
  * stopped). Scripted MySQL 8 bytes: there is no MySQL 8 server here.
  */
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { describe, it, test } from "node:test";
 import { zstdCompressSync } from "node:zlib";
 import { pino } from "pino";
 import { comparePositions } from "../contracts.ts";
@@ -169,4 +171,15 @@ describe("MySQL 8 transaction payloads, streamed", () => {
     assert.deepEqual(whole.map((e) => e[4]), [EventType.QUERY, EventType.TABLE_MAP, EventType.WRITE_ROWS_V2, EventType.WRITE_ROWS_V2, EventType.WRITE_ROWS_V2, EventType.XID]);
     await assert.rejects(cut(events.subarray(0, events.length - 3)), /ends inside an event/);
   });
+});
+
+test("a compressed transaction whose changes would take more than the heap goes through on a 40 MiB heap (before: heap out of memory)", { timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, ["--max-old-space-size=40", new URL("./payload-heap-child.ts", import.meta.url).pathname], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const [code] = (await once(child, "exit")) as [number | null];
+  assert.equal(code, 0, `the child ended: ${stderr.slice(-600)}`);
+  assert.equal(stdout.trim(), "done 12800");
 });
