@@ -90,8 +90,23 @@ for (const c of cases) {
       // The live target holds one stale row: what users see until the swap.
       await sink.write([events.insert(1n, { id: 7, name: "stale" })], signal);
 
-      // Shut once the rebuild has written its first batch; opened again once a write has been refused and is waited for.
+      // Shut just before the rebuild's second batch is written (its first went through), and opened
+      // again once that write was refused and the rebuild says it waits.
       const progress: RebuildProgress[] = [];
+      const writeRebuild = sink.writeRebuild.bind(sink);
+      let writes = 0;
+      sink.writeRebuild = async (changes, writeSignal) => {
+        if (++writes === 2) {
+          await proxy.down();
+          outage = (async () => {
+            const waited = Date.now();
+            while (!ended && !progress.some((seen) => seen.waiting) && Date.now() - waited < 20_000) await sleep(50);
+            if (!ended) await sleep(1_000);
+            await proxy.up();
+          })();
+        }
+        return writeRebuild(changes, writeSignal);
+      };
       const report = await rebuildSink({
         sink,
         log,
@@ -102,26 +117,15 @@ for (const c of cases) {
         signal,
         batchRecords: 300,
         retry: { initialMs: 100, maxMs: 400 },
-        onProgress: (p) => {
-          progress.push(p);
-          if (outage === null && p.state === "reading" && p.recordsDone > 0) {
-            outage = (async () => {
-              await proxy.down();
-              const waited = Date.now();
-              while (!ended && !progress.some((seen) => seen.waiting) && Date.now() - waited < 20_000) await sleep(50);
-              if (!ended) await sleep(1_000);
-              await proxy.up();
-            })();
-          }
-        },
+        onProgress: (p) => progress.push(p),
       });
       await outage;
-      assert.ok(outage !== null, "the target was shut while the rebuild read");
+      assert.ok(outage !== null && writes > 2, "the target was shut while the rebuild wrote, and the write tried again");
       assert.deepEqual(report.tables, [`public.${table}`]);
       assert.equal(report.records, ROWS + 2);
       const waiting = progress.find((p) => p.waiting);
       assert.ok(waiting, "the progress says the rebuild waits for its target");
-      assert.match(waiting.waiting!, /its target failed \(.*\); trying the (write|prepare) again in \d+ s/);
+      assert.match(waiting.waiting!, /its target failed \(.*\); trying the write again in \d+ s/);
       assert.equal(progress.at(-1)!.state, "done");
       assert.equal(progress.at(-1)!.waiting ?? null, null, "no longer waiting once done");
 
