@@ -11,6 +11,7 @@ import type { BackoffPolicy } from "../runtime/backoff.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { RECORD_TOO_LARGE, recordBytes } from "../connectors/topics/spec.ts";
 import { pushAll } from "../runtime/arrays.ts";
+import { releaseLargeValue } from "../runtime/large-values.ts";
 import { mergeSummaries, summarizeBatch } from "./batch-counts.ts";
 import type { BatchSummary } from "./batch-counts.ts";
 import { deserializeEventBytes, serializeEventBytes } from "./event-json.ts";
@@ -411,11 +412,12 @@ export class CapturePipeline {
         const durable = this.options.log.produce(records, checkpoint);
         durable.catch(() => undefined);
         // Wrapped, so the lock is held only while the batch is handed over, not until it is durable.
-        return { durable, records: records.length, work: durableWork(records), summary, started: performance.now() };
+        return { durable, records: records.length, work: durableWork(records), largest: largestRecordBytes(records), summary, started: performance.now() };
       });
       await issued.durable;
       // Once per record stored (a metric of dead letters), not per encoding: a batch may be encoded more than once.
       runDurableWork(issued.work);
+      releaseLargeValue(issued.largest);
       const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
@@ -492,11 +494,12 @@ export class CapturePipeline {
         if (tail !== null) pushAll(records, tail.releases === this.releases ? tail.records : await this.encodeBatch(tail.batch));
         const durable = this.options.log.produce(records, checkpoint);
         durable.catch(() => undefined);
-        return { durable, records: records.length, work: durableWork(records), started: performance.now() };
+        return { durable, records: records.length, work: durableWork(records), largest: largestRecordBytes(records), started: performance.now() };
       });
       await issued.durable;
       // Once per record stored (a metric of dead letters), not per encoding: a batch may be encoded more than once.
       runDurableWork(issued.work);
+      releaseLargeValue(issued.largest);
       const durableMs = Date.now();
       const seconds = (performance.now() - issued.started) / 1000;
       await previous;
@@ -1041,6 +1044,13 @@ interface EncodedRun {
   readonly capturedMs: number;
   /** What its records cost against the bytes in flight (recordBytes of each). */
   readonly bytes: number;
+}
+
+/** The largest value among `records`, in bytes. */
+function largestRecordBytes(records: readonly ProducedRecord[]): number {
+  let largest = 0;
+  for (let i = 0; i < records.length; i++) largest = Math.max(largest, records[i]!.value?.length ?? 0);
+  return largest;
 }
 
 function recordsBytes(records: readonly ProducedRecord[]): number {

@@ -23,6 +23,7 @@ import type { TopicConsumer } from "../connectors/topics/contract.ts";
 import { storedBytes } from "../connectors/topics/in-place-record.ts";
 import { keepNewest, RECENT_OWN_MEMBERS } from "../connectors/topics/recent-members.ts";
 import { RECORD_TOO_LARGE } from "../connectors/topics/spec.ts";
+import { releaseLargeValue } from "../runtime/large-values.ts";
 import { backoffDelay, retry, sleep } from "../runtime/backoff.ts";
 import type { BackoffPolicy } from "../runtime/backoff.ts";
 import { checkStoredOffsets, isLogMismatch, logMismatchError, partitionRanges } from "./log-identity.ts";
@@ -1086,17 +1087,9 @@ export class SinkRunner {
       while (!stop.aborted && !this.reopen) {
         if (this.groupCommitFailure !== null) await this.settleGroupCommits();
         this.throwSettleFailure();
-        const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
-        this.polled = true;
-        this.consumeProblem = null;
-        this.reportSkipped(consumer);
-        this.forgetCaughtUp(records);
-        // A failure parked by an operation between batches is taken up before what was polled meanwhile, which follows the failed batch.
-        if (records.length > 0)
-          await this.lock.run(() => {
-            this.throwSettleFailure();
-            return this.applyBatch(consumer, records, stop);
-          });
+        const applied = await this.pollAndApply(consumer, stop);
+        // Once the batch's records are let go of (they lived in pollAndApply), a large value's buffers go with them.
+        if (applied.records > 0) releaseLargeValue(applied.largestValue);
         else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
         else {
           // Nothing to write: the credentials the last open was accepted with stand until a write says otherwise. Only
@@ -1327,6 +1320,24 @@ export class SinkRunner {
         "and resuming from the group's offsets would leave it with only the rows changed since. Reading these partitions again from their first record, as a new sink does" +
         (gaps > 0 ? `; ${gaps} of them no longer start at offset 0, so rows whose changes retention removed stay missing (SINK_HISTORY_INCOMPLETE)` : ""),
     );
+  }
+
+  /** Polls a batch and applies it (none: returns 0 records); the largest value among its records, in bytes. */
+  private async pollAndApply(consumer: TopicConsumer, stop: AbortSignal): Promise<{ records: number; largestValue: number }> {
+    const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
+    this.polled = true;
+    this.consumeProblem = null;
+    this.reportSkipped(consumer);
+    this.forgetCaughtUp(records);
+    if (records.length === 0) return { records: 0, largestValue: 0 };
+    let largestValue = 0;
+    for (let r = 0; r < records.length; r++) largestValue = Math.max(largestValue, records[r]!.value?.length ?? 0);
+    // A failure parked by an operation between batches is taken up before what was polled meanwhile, which follows the failed batch.
+    await this.lock.run(() => {
+      this.throwSettleFailure();
+      return this.applyBatch(consumer, records, stop);
+    });
+    return { records: records.length, largestValue };
   }
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {

@@ -41,3 +41,23 @@ test("writeDigits writes a safe integer's decimal digits as String() does, growi
   for (const n of values) out.writeDigits(n);
   assert.equal(out.take().toString("latin1"), values.map(String).join(""));
 });
+
+test("a large value is handed out without a copy, the output keeps no large buffer, and the fields after it do not double it", () => {
+  const value = "0123456789abcdef".repeat((6 * 2 ** 20) / 16);
+  const out = new AvroOutput();
+  out.writeString(value);
+  out.writeLong(42);
+  out.writeString("after");
+  const grown = out.buf;
+  // Room for the value and what follows it, not twice the value.
+  assert.ok(grown.length < value.length + 2 * 2 ** 20, `grew to ${grown.length} bytes for a ${value.length}-byte value`);
+  const taken = out.take();
+  assert.equal(taken.buffer, grown.buffer, "handed out, not copied");
+  assert.ok(out.buf.length <= 64 * 1024, `kept ${out.buf.length} bytes for the next record`);
+  const expected = Buffer.concat([specBytes(BigInt(value.length)), Buffer.from(value), specBytes(42n), specBytes(5n), Buffer.from("after")]);
+  assert.ok(taken.equals(expected));
+  // The next record is written and taken as before (a copy of a small output).
+  out.reset();
+  out.writeString("next");
+  assert.deepEqual(out.take(), Buffer.concat([specBytes(4n), Buffer.from("next")]));
+});

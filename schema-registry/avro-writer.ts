@@ -15,12 +15,20 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const MAX_SAFE_BIG = BigInt(MAX_SAFE);
 const MIN_SAFE_BIG = -MAX_SAFE_BIG;
 
+/** An output buffer larger than this is not reused after take(): see there. */
+export const LARGE_OUTPUT_BYTES = 4 * 2 ** 20;
+/** Room left after a large value when the output grows for it. */
+const LARGE_OUTPUT_SLACK_BYTES = 2 ** 20;
+
 /** A growable output buffer the writers append to; reused from one record to the next. */
 export class AvroOutput {
   buf: Buffer;
   pos = 0;
 
+  readonly #initialSize: number;
+
   constructor(size = 64 * 1024) {
+    this.#initialSize = size;
     this.buf = Buffer.allocUnsafe(size);
   }
 
@@ -31,13 +39,26 @@ export class AvroOutput {
   /** Room for `count` more bytes. */
   ensure(count: number): void {
     if (this.pos + count <= this.buf.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + count));
+    // Past a large value, room for the record's remaining small fields too: doubling there would copy the value again into twice its size.
+    const wanted = this.pos + count;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, wanted > LARGE_OUTPUT_BYTES ? wanted + LARGE_OUTPUT_SLACK_BYTES : wanted));
     this.buf.copy(grown, 0, 0, this.pos);
     this.buf = grown;
   }
 
-  /** A copy of what was written. */
+  /**
+   * What was written, as a buffer of its own. A buffer grown past LARGE_OUTPUT_BYTES (a large
+   * value) is not kept for the next record: it is handed out itself when what was written fills
+   * at least half of it (no copy of a large record), else copied, and the output starts again
+   * from its first size, so one large value does not stay in memory for the process's life.
+   */
   take(): Buffer {
+    if (this.buf.length > LARGE_OUTPUT_BYTES) {
+      const grown = this.buf;
+      this.buf = Buffer.allocUnsafe(this.#initialSize);
+      if (this.pos * 2 >= grown.length) return grown.subarray(0, this.pos);
+      return Buffer.from(grown.subarray(0, this.pos));
+    }
     const out = Buffer.allocUnsafe(this.pos);
     this.buf.copy(out, 0, 0, this.pos);
     return out;

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { ChangeEvent, TableSchema } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { createAvroType } from "./avro-runtime.ts";
@@ -79,6 +81,27 @@ describe("AvroChangeEncoder", () => {
       assert.match(error.message, /column `email`/);
       return true;
     });
+  });
+});
+
+describe("AvroChangeEncoder memory", () => {
+  it("keeps no reference to the last change it encoded (a large value would stay in memory until the table's next change)", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const registry = new LocalRegistry(await openMemoryStore());
+    const encoder = new AvroChangeEncoder({ registry, topicPrefix: (source) => `prod.${source}` });
+    await encoder.encode(change("c", TABLE, { id: 1, email: "warm-up" }));
+    const encode = async () => {
+      const event = change("c", TABLE, { id: 2, email: "x".repeat(2 ** 20) });
+      const [record] = await encoder.encode(event);
+      assert.ok((record?.value?.length ?? 0) > 2 ** 20);
+      return new WeakRef(event);
+    };
+    const encoded = await encode();
+    // A WeakRef's target is kept until the job that made it ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    assert.equal(encoded.deref(), undefined, "the encoder still holds the change");
   });
 });
 

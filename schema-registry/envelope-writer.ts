@@ -36,6 +36,8 @@ interface Current {
 type Emit = (out: AvroOutput, current: Current) => void;
 
 const NO_EXTRAS: EnvelopeExtras = Object.freeze({});
+/** The encoder's current change between two encodes: none (never read then). */
+const NO_EVENT = null as unknown as ChangeEvent;
 /** The headers of most changes (no unavailable or special values): one object for all of them, never written to. */
 const NO_HEADERS: RecordHeaders = Object.freeze({});
 const SHARED_OUTPUT = new AvroOutput();
@@ -91,7 +93,7 @@ export class FastEventEncoder {
   private readonly valueHeader: Buffer;
   private readonly keyWriters: readonly AvroWriter[] | null;
   private readonly emits: readonly Emit[];
-  private readonly current: Current = { event: null as unknown as ChangeEvent, extras: {}, processedMs: 0, beforeSide: {}, afterSide: {} };
+  private readonly current: Current = { event: NO_EVENT, extras: NO_EXTRAS, processedMs: 0, beforeSide: {}, afterSide: {} };
 
   private constructor(mapping: TableAvroMapping, keyHeader: Buffer | null, valueHeader: Buffer, keyWriters: readonly AvroWriter[] | null, emits: readonly Emit[]) {
     this.mapping = mapping;
@@ -238,8 +240,15 @@ export class FastEventEncoder {
     out.reset();
     out.writeFixed(this.valueHeader);
     const emits = this.emits;
-    for (let i = 0; i < emits.length; i++) emits[i]!(out, current);
-    const value = out.take();
+    let value: Buffer;
+    try {
+      for (let i = 0; i < emits.length; i++) emits[i]!(out, current);
+      value = out.take();
+    } finally {
+      // Not kept until the next change: the encoder lives as long as its table's schema, and a large value of its last change with it.
+      current.event = NO_EVENT;
+      current.extras = NO_EXTRAS;
+    }
     const unchanged = sideJson(current.beforeSide.unchanged, current.afterSide.unchanged);
     const special = sideJson(current.beforeSide.special, current.afterSide.special);
     if (unchanged === null && special === null) return { key, value, headers: NO_HEADERS };

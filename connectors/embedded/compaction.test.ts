@@ -201,7 +201,7 @@ test("compaction judges no record the index has not reached: a key's newer recor
   const db = new DatabaseSync(path);
   const stalled = new (class extends KeyIndex {
     override catchUp(_topic: number, _partition: number, indexedOffset: number) {
-      return { examined: 0, indexedOffset, latest: new Map<string, number>() };
+      return { examined: 0, indexedOffset, largestPayload: 0, latest: new Map<string, number>() };
     }
   })(db);
   new Maintenance(db, stalled, 1_000).run(now + 60_000, 500);

@@ -159,7 +159,11 @@ export class EmbeddedConsumer implements TopicConsumer {
         budget.bytes -= record.size;
       }
       // Compaction leaves gaps: once a batch is read, continue after its range.
-      if (batch.index >= batch.records.length) cursor.next = Math.max(cursor.next, batch.lastOffset + 1);
+      // A batch read through is let go of (batchAt never hands it out again): its stored row may hold one large record.
+      if (batch.index >= batch.records.length) {
+        cursor.next = Math.max(cursor.next, batch.lastOffset + 1);
+        if (cursor.batch === batch) cursor.batch = undefined;
+      }
     }
   }
 

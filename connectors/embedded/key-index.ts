@@ -20,6 +20,8 @@ export interface IndexedRange {
   readonly examined: number;
   /** The partition's `indexed_offset` after the run. */
   readonly indexedOffset: number;
+  /** The largest payload read, in bytes (0: none). */
+  readonly largestPayload: number;
   /**
    * The latest offset of each key the run indexed (by the key's bytes as Latin-1): the index's entry
    * for it now, so compaction in the same transaction need not look it up.
@@ -63,16 +65,18 @@ export class KeyIndex {
    * removed the rest), everything below it counts as indexed.
    */
   catchUp(topicId: number, partition: number, indexedOffset: number, nextOffset: number, budget: number, maxBytes: number): IndexedRange {
-    if (indexedOffset >= nextOffset || budget <= 0) return { examined: 0, indexedOffset, latest: NOTHING };
+    if (indexedOffset >= nextOffset || budget <= 0) return { examined: 0, indexedOffset, largestPayload: 0, latest: NOTHING };
     const s = this.prepared();
     const batches = s.batchesFrom.all(topicId, partition, indexedOffset, budget) as unknown as BatchRow[];
     const latest = new Map<string, number>();
     let indexed = batches.length === 0 ? nextOffset : indexedOffset;
     let bytes = 0;
     let examined = 0;
+    let largestPayload = 0;
     for (const batch of batches) {
       if (examined > 0 && bytes + batch.bytes > maxBytes) break;
       const stored = (s.payloadOf.get(batch.id) as { payload: Uint8Array }).payload;
+      largestPayload = Math.max(largestPayload, stored.byteLength);
       const payload = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
       const base = batch.base_offset;
       // Offsets rise through a batch and from batch to batch: the last one seen is the key's latest.
@@ -83,7 +87,7 @@ export class KeyIndex {
     }
     this.upsert(topicId, partition, latest);
     s.setIndexed.run(indexed, topicId, partition);
-    return { examined, indexedOffset: indexed, latest };
+    return { examined, indexedOffset: indexed, largestPayload, latest };
   }
 
   private upsert(topicId: number, partition: number, latest: Map<string, number>): void {

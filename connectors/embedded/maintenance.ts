@@ -16,6 +16,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { keyString } from "./key-index.ts";
 import type { IndexedRange, KeyIndex } from "./key-index.ts";
 import { decodeBatch, encodeBatch } from "./record-codec.ts";
+import { releaseLargeValue } from "../../runtime/large-values.ts";
 
 export interface MaintenanceResult {
   /** Batch rows deleted by retention or emptied by compaction. */
@@ -50,6 +51,8 @@ export class Maintenance {
   private readonly keyIndex: KeyIndex;
   private readonly tombstoneRetentionMs: number;
   private readonly minCompactionLagMs: number;
+  /** The largest batch payload the current pass read, in bytes. */
+  private largestRead = 0;
   private readonly maxBytes: number;
   private readonly payloadOf: StatementSync;
   private readonly slowestGroup: StatementSync;
@@ -88,6 +91,16 @@ export class Maintenance {
   }
 
   run(nowMs: number, budget: number): MaintenanceResult {
+    this.largestRead = 0;
+    try {
+      return this.pass(nowMs, budget);
+    } finally {
+      // The payloads read are let go of by now (they lived in the pass): one large record's goes at once.
+      releaseLargeValue(this.largestRead);
+    }
+  }
+
+  private pass(nowMs: number, budget: number): MaintenanceResult {
     let deletedBatches = 0;
     let compactedRecords = 0;
     let remaining = budget;
@@ -97,6 +110,7 @@ export class Maintenance {
       try {
         const retained = row.retention_ms !== null || row.retention_bytes !== null ? this.retain(row, nowMs, remaining) : null;
         const indexed = row.compacted ? this.keyIndex.catchUp(row.topic_id, row.partition, row.indexed_offset, row.next_offset, remaining, this.maxBytes) : null;
+        if (indexed) this.largestRead = Math.max(this.largestRead, indexed.largestPayload);
         const compacted = indexed ? this.compact(this.partitionAfter(row, retained), indexed, nowMs, remaining) : null;
         this.db.exec("COMMIT");
         for (const result of [retained, indexed && { examined: indexed.examined, deleted: 0, removedRecords: 0 }, compacted]) {
@@ -163,6 +177,7 @@ export class Maintenance {
       if (bytesRead >= this.maxBytes) break;
       const payload = (this.payloadOf.get(batch.id) as { payload: Uint8Array }).payload;
       bytesRead += payload.byteLength;
+      this.largestRead = Math.max(this.largestRead, payload.byteLength);
       examined++;
       const records = decodeBatch(payload);
       const view = justIndexed.size > 0 ? Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) : null;

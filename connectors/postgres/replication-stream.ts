@@ -210,7 +210,7 @@ export class ReplicationStream {
    * pg's parser holds no partial message.
    */
   private readCopyData(wire: WireConnection): void {
-    const receive = (bytes: Buffer, start: number, end: number) => this.receive(bytes, start, end);
+    const receive = (bytes: Buffer, start: number, end: number, owned = false) => this.receive(bytes, start, end, owned);
     const listeners = wire.stream.listeners("data");
     if (listeners.length !== 1) {
       wire.on("copyData", (message) => {
@@ -228,8 +228,8 @@ export class ReplicationStream {
     });
   }
 
-  /** The CopyData message in `bytes` from `start` to `end`. */
-  private receive(bytes: Buffer, start: number, end: number): void {
+  /** The CopyData message in `bytes` from `start` to `end` (`owned`: a buffer of its own the framer let go, CopyDataHandler). */
+  private receive(bytes: Buffer, start: number, end: number, owned: boolean): void {
     if (this.stopping) return;
     const { buffer } = this.options;
     if (end - start >= XLOGDATA_HEADER_BYTES && bytes[start] === XLOGDATA_TAG) {
@@ -242,7 +242,7 @@ export class ReplicationStream {
       if (walStart > this.receivedLsn) this.receivedLsn = walStart;
       if (buffer instanceof WalBuffer) {
         // Kept as bytes until read (wal-buffer.ts): no object per queued message.
-        buffer.pushData(high, low, bytes, start + XLOGDATA_HEADER_BYTES, end);
+        buffer.pushData(high, low, bytes, start + XLOGDATA_HEADER_BYTES, end, owned);
       } else {
         const payload = Buffer.allocUnsafe(end - start - XLOGDATA_HEADER_BYTES);
         bytes.copy(payload, 0, start + XLOGDATA_HEADER_BYTES, end);

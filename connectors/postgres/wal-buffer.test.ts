@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
+import { ByteBoundedBuffer, ITEM_OVERHEAD_BYTES } from "../common/byte-bounded-buffer.ts";
 import { XLOGDATA_HEADER_BYTES } from "./protocol/replication-messages.ts";
 import type { WalMessage } from "./replication-stream.ts";
 import { WalBuffer } from "./wal-buffer.ts";
@@ -108,4 +108,28 @@ test("a failed buffer takes nothing more; what was queued can still be read", ()
   wal.push({ walStart: 3n, payload: Buffer.from("c") }, 1);
   assert.equal(wal.length, 1);
   assert.equal(wal.shift()!.payload.toString(), "a");
+});
+
+test("a large message the framer put together in a buffer of its own is queued without a copy; a socket's chunk is copied", () => {
+  const wal = new WalBuffer(1 << 30);
+  const large = xlogData(0x2_0000_0000n, Buffer.alloc(1024 * 1024, 0xab));
+  wal.pushData(large.readUInt32BE(1), large.readUInt32BE(5), large, XLOGDATA_HEADER_BYTES, large.length, true);
+  const small = xlogData(0x2_0000_0100n, Buffer.from("after"));
+  wal.pushData(small.readUInt32BE(1), small.readUInt32BE(5), small, XLOGDATA_HEADER_BYTES, small.length, true);
+  const chunk = xlogData(0x2_0000_0200n, Buffer.alloc(1024 * 1024, 0xcd));
+  wal.pushData(chunk.readUInt32BE(1), chunk.readUInt32BE(5), chunk, XLOGDATA_HEADER_BYTES);
+  assert.equal(wal.bytes, large.length + small.length + chunk.length + 3 * ITEM_OVERHEAD_BYTES);
+  const first = wal.shift()!;
+  assert.equal(first.walStart, 0x2_0000_0000n);
+  assert.equal(first.payload.buffer, large.buffer, "kept, not copied");
+  assert.ok(first.payload.equals(large.subarray(XLOGDATA_HEADER_BYTES)));
+  const second = wal.shift()!;
+  assert.equal(second.walStart, 0x2_0000_0100n);
+  assert.equal(second.payload.toString(), "after");
+  assert.notEqual(second.payload.buffer, small.buffer, "a small message is copied into a slab");
+  const third = wal.shift()!;
+  assert.notEqual(third.payload.buffer, chunk.buffer, "not owned: copied");
+  assert.ok(third.payload.equals(chunk.subarray(XLOGDATA_HEADER_BYTES)));
+  assert.equal(wal.shift(), undefined);
+  assert.equal(wal.bytes, 0);
 });

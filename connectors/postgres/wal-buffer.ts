@@ -44,11 +44,19 @@ export class WalBuffer extends ByteBoundedBuffer<WalMessage> {
   /**
    * Queues an XLogData message: its start LSN (as the two 32-bit words of the header) and a copy
    * of its payload, `chunk` from `from` to `to`; the XLogData header is right before `from`. No
-   * object is kept for it.
+   * object is kept for it. A payload larger than a slab in a buffer the caller lets go (`owned`: a
+   * message put together from several socket reads) becomes a slab itself, not copied: a change
+   * of one large value is then held once here, not twice.
    */
-  pushData(lsnHigh: number, lsnLow: number, chunk: Buffer, from: number, to = chunk.length): void {
+  pushData(lsnHigh: number, lsnLow: number, chunk: Buffer, from: number, to = chunk.length, owned = false): void {
     if (this.failed !== null) return;
     const length = to - from;
+    if (owned && length > SLAB_BYTES) {
+      this.slabs.push(chunk.subarray(from, to));
+      this.writeAt = length;
+      this.append(lsnHigh, lsnLow, this.firstSlab + this.slabs.length - 1, 0, length, length + XLOGDATA_HEADER_BYTES + ITEM_OVERHEAD_BYTES, DATA);
+      return;
+    }
     const slab = this.room(length);
     chunk.copy(this.slabs[slab - this.firstSlab]!, this.writeAt, from, to);
     this.append(lsnHigh, lsnLow, slab, this.writeAt, length, length + XLOGDATA_HEADER_BYTES + ITEM_OVERHEAD_BYTES, DATA);

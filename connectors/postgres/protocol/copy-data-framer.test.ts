@@ -73,3 +73,19 @@ test("after a length below 4 (no message of pg's protocol has one) every byte go
   assert.deepEqual(framed([Buffer.concat([copy, bad]), later]), [`d:${Buffer.from("ab").toString("hex")}`, Buffer.concat([bad, later])]);
   assert.deepEqual(framed([Buffer.concat([copy, bad.subarray(0, 3)]), bad.subarray(3), later]), [`d:${Buffer.from("ab").toString("hex")}`, Buffer.concat([bad, later])]);
 });
+
+test("a CopyData put together from several chunks is handed on as a buffer of its own (owned); one inside a chunk is not", () => {
+  const whole = message("d", Buffer.alloc(300_000, 0x61));
+  const inside = message("d", Buffer.from("small"));
+  const seen: { text: string; owned: boolean; ownBuffer: boolean }[] = [];
+  const chunks = [Buffer.concat([inside, whole.subarray(0, 1000)]), whole.subarray(1000, 200_000), whole.subarray(200_000)];
+  const framer = new CopyDataFramer(
+    (bytes, start, end, owned) => seen.push({ text: bytes.subarray(start, end).toString("latin1").slice(0, 8), owned, ownBuffer: !chunks.some((c) => c.buffer === bytes.buffer) }),
+    () => assert.fail("no other message"),
+  );
+  for (const chunk of chunks) framer.push(chunk);
+  assert.deepEqual(seen, [
+    { text: "small", owned: false, ownBuffer: false },
+    { text: "aaaaaaaa", owned: true, ownBuffer: true },
+  ]);
+});

@@ -14,7 +14,8 @@ const COPY_DATA = 0x64;
 /** Type byte and int32 length. */
 const HEADER_BYTES = 5;
 
-export type CopyDataHandler = (bytes: Buffer, start: number, end: number) => void;
+/** `owned`: `bytes` is a buffer of this message alone that the framer keeps no reference to (the handler may keep it instead of copying). */
+export type CopyDataHandler = (bytes: Buffer, start: number, end: number, owned: boolean) => void;
 
 export class CopyDataFramer {
   private readonly onCopyData: CopyDataHandler;
@@ -47,7 +48,7 @@ export class CopyDataFramer {
       if (end > chunk.length) break;
       if (chunk[offset] === COPY_DATA) {
         if (run < offset) this.forward(chunk.subarray(run, offset));
-        this.onCopyData(chunk, offset + HEADER_BYTES, end);
+        this.onCopyData(chunk, offset + HEADER_BYTES, end, false);
         run = end;
       }
       offset = end;
@@ -90,7 +91,7 @@ export class CopyDataFramer {
     used += take;
     if (this.filled === partial.length) {
       this.partial = null;
-      if (partial[0] === COPY_DATA) this.onCopyData(partial, HEADER_BYTES, partial.length);
+      if (partial[0] === COPY_DATA) this.onCopyData(partial, HEADER_BYTES, partial.length, true);
       else this.forward(partial);
     }
     return used;
