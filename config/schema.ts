@@ -251,12 +251,12 @@ const sourceCommon = {
   governance,
   dead_letter_retention: z
     .strictObject({
-      max_age: duration("Drop dead letters older than this; 0 keeps them until max_bytes", { min: 60_000, max: 3650 * 86_400_000, zero: true }).default(0),
-      max_bytes: size("Drop the oldest dead letters while the topic holds more than this (per partition; it has one)", { min: 64 * 2 ** 20, max: 2 ** 40 }).default(2 ** 30),
+      max_age: duration("Drop dead letters older than this; 0: no age bound", { min: 60_000, max: 3650 * 86_400_000, zero: true }).default(0),
+      max_bytes: size("Drop the oldest dead letters while the topic holds more than this (per partition; it has one); not set: no size bound", { min: 64 * 2 ** 20, max: 2 ** 40 }).optional(),
     })
     .optional()
     .describe(
-      "Retention of the source's dead-letter topic <deployment>.dlq.<source> (outbox events that are no event, changes a data check dead-letters); default max_bytes 1GiB, max_age 0: anyone connected to a PostgreSQL database may emit outbox messages, so its size is bounded. Set when Sluice creates the topic; the embedded log also applies it to an existing one at start, Kafka does not change an existing topic (docs/outbox.md#when-an-event-is-not-one)",
+      "Retention of the source's dead-letter topic <deployment>.dlq.<source> (changes a data check dead-letters, rows of outbox tables that are no event): not set, they are kept for ever, since a dead letter is the only copy of its change (nothing of it reaches the data topic). Setting it drops dead letters nobody may have read. Logical messages' dead letters have a bounded topic of their own (outbox.message_dead_letter_retention). Applied when Sluice creates the topic, and by the embedded log to an existing one at each start (logged); Kafka does not change an existing topic (docs/governance.md#dead-letters)",
     ),
 };
 
@@ -297,14 +297,14 @@ const outboxFields = {
     .enum(["dead-letter", "halt"])
     .default("dead-letter")
     .describe(
-      "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses, over max_message_bytes): dead-letter sends it to <deployment>.dlq.<source> with the reason and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). An aggregate type with no schema in payload.schemas (avro), a schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
+      "An event that is no event (a part missing, content not JSON or refused unread, a payload its Avro schema refuses, over max_message_bytes): dead-letter sends it with the reason to <deployment>.dlq.<source> (a row) or <deployment>.dlq.<source>.messages (a logical message) and the stream flows on; halt stops the outbox table (parked, released with sluice halted retry|skip). An aggregate type with no schema in payload.schemas (avro), a schema file that cannot be read or the registry refusing a schema halts either way (docs/outbox.md)",
     ),
   aggregate_types: z
     .array(z.string().min(1))
     .min(1)
     .optional()
     .describe(
-      "Only these aggregate types are events: another one is refused before its topic is made (a logical message is no event: dead-lettered, or halting with on_invalid halt; a row of an outbox table halts the table, OUTBOX_TOPIC_REFUSED, until the config lists it). Default: any type, within max_topics",
+      "Only these aggregate types are events: another one is refused before its topic is made (a logical message is no event: dead-lettered, or halting with on_invalid halt; a row of an outbox table halts the table, OUTBOX_TOPIC_REFUSED, until the config lists it). Default: any type, within max_topics; a logical message then makes no new topic (anyone connected may emit one), it is published only to a topic that exists",
     ),
   max_topics: z
     .number()
@@ -331,6 +331,15 @@ const postgresOutbox = z
   .strictObject({
     ...outboxFields,
     message_prefix: z.string().min(1).optional().describe("Also turn logical decoding messages with this prefix (pg_logical_emit_message) into events; their content is a JSON object whose fields are named as `columns`"),
+    message_dead_letter_retention: z
+      .strictObject({
+        max_age: duration("Drop dead letters older than this; 0 keeps them until max_bytes", { min: 60_000, max: 3650 * 86_400_000, zero: true }).default(0),
+        max_bytes: size("Drop the oldest dead letters while the topic holds more than this (per partition; it has one)", { min: 64 * 2 ** 20, max: 2 ** 40 }).default(2 ** 30),
+      })
+      .default({ max_age: 0, max_bytes: 2 ** 30 })
+      .describe(
+        "Retention of <deployment>.dlq.<source>.messages, where logical messages that are no event go: anyone connected to the database may emit them, so the topic is bounded (default 1GiB, max_age 0). Applied when Sluice creates the topic, and by the embedded log to an existing one at each start (logged); Kafka does not change an existing topic (docs/outbox.md#when-an-event-is-not-one)",
+      ),
   })
   .optional()
   .describe("Outbox routing (docs/outbox.md): rows of outbox tables, and logical decoding messages with a prefix, become events on topics chosen by a column");

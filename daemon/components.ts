@@ -20,7 +20,7 @@ import { PersonalDataEncryptor, personalTables, sharedKeyStore } from "./governa
 import { sealWorkers } from "./governance/seal-workers.ts";
 import { dataTopicPrefix } from "./sink-components.ts";
 
-export { createSink, dataTopicPrefix, deadLetterTopic, internalTopicSpec, parseDataTopic, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics, sourceDeadLetterTopicSpec } from "./sink-components.ts";
+export { createSink, dataTopicPrefix, deadLetterTopic, internalTopicSpec, messageDeadLetterTopicSpec, parseDataTopic, personalDecryptor, recordDecoder, sinkGroupName, sinkTopics, sourceDeadLetterTopicSpec } from "./sink-components.ts";
 
 export interface RegistrySetup {
   readonly registry: SchemaRegistry;

@@ -241,6 +241,25 @@ describe("runDeadLettersCommand on an embedded log", () => {
     assert.match(typo.stderr, /source "src" has no table "shop\.checkd" \(give schema\.table or its topic; its tables: /);
   });
 
+  it("--messages reads the source's logical messages' dead-letter topic <deployment>.dlq.<source>.messages; it goes with --source only", async () => {
+    const log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+    try {
+      await log.createTopic({ name: "dep.dlq.src.messages", partitions: 1, retentionMs: null, retentionBytes: 2 ** 30, compacted: false });
+      const message: TableSchema = { ...TABLE, schema: "pg_logical_message", table: "ev", key: [], columns: [{ name: "content", dbType: "text", nullable: true }] };
+      const event: ChangeEvent = { ...insert(1n, null, "x"), key: {}, after: { content: "not json {" }, schema: message };
+      const headers = { "sluice.reason": Buffer.from("outbox pg_logical_message.ev: the logical message's content is not JSON"), "sluice.check": Buffer.from("outbox"), "sluice.column": Buffer.from("content"), "sluice.table": Buffer.from("pg_logical_message.ev") };
+      await log.produce([{ topic: "dep.dlq.src.messages", key: Buffer.from("pg_logical_message.ev"), value: serializeEventBytes(event), headers, timestamp: 0 }]);
+    } finally {
+      await log.close();
+    }
+    const listed = await run({ source: "src", messages: true, table: "pg_logical_message.ev" });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^source "src": dead-letter topic dep\.dlq\.src\.messages \(offsets 0 to 0\), table pg_logical_message\.ev only;.*\noffset 0 .* pg_logical_message\.ev .*\n {2}check outbox, column content\n {2}reason: outbox pg_logical_message\.ev: the logical message's content is not JSON\n/s);
+    const sink = await run({ sink: "wh", messages: true });
+    assert.equal(sink.code, 2);
+    assert.match(sink.stderr, /--messages goes with --source/);
+  });
+
   it("a topic never written: no dead letters; an unknown name lists the known ones (exit 2)", async () => {
     const none = await run({ sink: "search" });
     assert.equal(none.code, 0, none.stderr);

@@ -4,9 +4,11 @@
  *   - a sink's (`dead_letter_topic`, default `<deployment>.dlq.<sink>`): the data topic's record as
  *     stored (Avro, Confluent wire format), decoded with the deployment's schema registry, with the
  *     headers `sluice.error`, `sluice.sink` and `sluice.origin` (topic:partition:offset);
- *   - a source's (`<deployment>.dlq.<source>`): a change that failed a data check, or an outbox row or message that
- *     is no event (daemon/outbox-router.ts, check "outbox"), as JSON, with the headers `sluice.reason`, `sluice.check`,
- *     `sluice.column` and `sluice.table`.
+ *   - a source's (`<deployment>.dlq.<source>`): a change that failed a data check, or an outbox row that is no event
+ *     (daemon/outbox-router.ts, check "outbox"), as JSON, with the headers `sluice.reason`, `sluice.check`,
+ *     `sluice.column` and `sluice.table`; with --messages its logical messages' (`<deployment>.dlq.<source>.messages`,
+ *     bounded: anyone connected may emit one), in the same form. Messages dead-lettered before that topic existed
+ *     stay in `<deployment>.dlq.<source>`.
  * The row's values are printed only when asked (--values): they may be personal, or the very data a
  * check guards. Personal values are printed as stored (sealed), never opened. Records are streamed a
  * chunk at a time on a read-only log, so it runs beside a running daemon and on a topic of any size.
@@ -16,6 +18,7 @@ import type { ChangeEvent, Row, StoredRecord, TopicLog } from "../connectors/con
 import { tableName, UNCHANGED } from "../connectors/contracts.ts";
 import { SluiceError } from "../connectors/errors.ts";
 import { LOGICAL_MESSAGE_SCHEMA } from "../connectors/postgres/logical-messages.ts";
+import { outboxMessageDeadLetterTopic } from "../connectors/topics/names.ts";
 import { openTopicLogForCommand } from "../connectors/topics/open.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { schemaIdOf } from "../schema-registry/wire-format.ts";
@@ -27,13 +30,18 @@ import { oneLine } from "./terminal-text.ts";
 
 export const DEFAULT_LIMIT = 50;
 
-export const DEAD_LETTERS_USAGE = "sluice dead-letters -c FILE (--sink NAME | --source NAME) [--table T] [--from OFFSET] [--limit N] [--values]";
+export const DEAD_LETTERS_USAGE = "sluice dead-letters -c FILE (--sink NAME | --source NAME [--messages]) [--table T] [--from OFFSET] [--limit N] [--values]";
 
 export const DEAD_LETTERS_DETAILS = `  --sink NAME         read the sink's dead-letter topic (dead_letter_topic, default <deployment>.dlq.<sink>):
                       rows the sink could not apply (on_error: dead-letter, or "sluice halted skip")
   --source NAME       read the source's dead-letter topic (<deployment>.dlq.<source>): changes that
-                      failed a data check with action dead-letter, and outbox rows and messages that
-                      are no event (check outbox; outbox.on_invalid dead-letter)
+                      failed a data check with action dead-letter, and outbox rows that are no event
+                      (check outbox; outbox.on_invalid dead-letter); kept unless dead_letter_retention
+                      is set
+  --messages          with --source: read <deployment>.dlq.<source>.messages instead, the logical
+                      messages (outbox.message_prefix) that are no event; bounded by
+                      outbox.message_dead_letter_retention (anyone connected may emit one). Those
+                      dead-lettered by a Sluice before it had this topic are in <deployment>.dlq.<source>
   --table T           only this table's records (schema.table, as printed, or its topic); one the sink
                       reads no topic of (a source: captures) and no dead letter names is refused,
                       naming its tables
@@ -68,6 +76,8 @@ export interface DeadLettersArgs {
   readonly from?: string | undefined;
   readonly limit?: string | undefined;
   readonly values: boolean;
+  /** With source: its logical messages' dead-letter topic. */
+  readonly messages?: boolean | undefined;
 }
 
 /** One dead letter as printed. */
@@ -99,6 +109,7 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
     return 2;
   };
   if ((args.sink === undefined) === (args.source === undefined)) return usage("give --sink NAME or --source NAME (one of them)");
+  if (args.messages === true && args.source === undefined) return usage("--messages goes with --source: a source's logical messages that are no event");
   const limit = args.limit === undefined ? DEFAULT_LIMIT : /^\d{1,9}$/.test(args.limit) && Number(args.limit) > 0 ? Number(args.limit) : null;
   if (limit === null) return usage(`--limit takes a whole number of records from 1 to 999999999, not "${args.limit}"`);
   const from = args.from === undefined ? null : /^\d{1,20}$/.test(args.from) ? BigInt(args.from) : null;
@@ -119,8 +130,12 @@ export async function runDeadLettersCommand(config: SluiceConfig, args: DeadLett
       return 2;
     }
     // Outbox tables and the logical messages' pseudo-table have no data topic of their own (their rows become events).
-    const outbox = [...(source.outbox?.tables ?? []), ...(source.kind === "postgres" && source.outbox?.message_prefix !== undefined ? [`${LOGICAL_MESSAGE_SCHEMA}.${source.outbox.message_prefix}`] : [])];
-    target = { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name), tables: (topics) => [...new Set([...tablesOf(config.name, [source.name], topics), ...outbox])].sort() };
+    const messages = source.kind === "postgres" && source.outbox?.message_prefix !== undefined ? [`${LOGICAL_MESSAGE_SCHEMA}.${source.outbox.message_prefix}`] : [];
+    const outbox = [...(source.outbox?.tables ?? []), ...messages];
+    target =
+      args.messages === true
+        ? { kind: "source", name: source.name, topic: outboxMessageDeadLetterTopic(config.name, source.name), tables: () => messages }
+        : { kind: "source", name: source.name, topic: dataCheckDeadLetterTopic(config.name, source.name), tables: (topics) => [...new Set([...tablesOf(config.name, [source.name], topics), ...outbox])].sort() };
   }
   const log = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
   try {

@@ -59,6 +59,7 @@ sources:
     snapshot: { mode: never }
     outbox:
       message_prefix: ${prefix}
+      aggregate_types: [order]
 topics:
   kind: embedded
   path: ${join(dir, "log.db")}
@@ -66,7 +67,7 @@ topics:
   );
   const source = config.sources[0] as PostgresSourceConfig;
   sourceConfig = source;
-  const deadLetterTopic = `dep.dlq.${source.name}`;
+  const deadLetterTopic = `dep.dlq.${source.name}.messages`;
   const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger: testLogger() });
   await log.createTopic({ name: "dep.sluice.halted", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   // The first write holding a dead letter fails, as a full disk or a lost broker fails it: retriable.
@@ -88,7 +89,8 @@ topics:
   }) as TopicLog;
   const counted: string[] = [];
   const encoder = withOutbox(config, source, { encode: async () => [] }, flaky, new LocalRegistry(await openMemoryStore()), testLogger(), {
-    topic: deadLetterTopic,
+    topic: `dep.dlq.${source.name}`,
+    messageTopic: deadLetterTopic,
     create: () => log.createTopic({ name: deadLetterTopic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false }),
     onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`),
   });

@@ -33,6 +33,7 @@ sources:
     outbox:
       tables: ["public.outbox"]
       message_prefix: outbox
+      aggregate_types: [order]
       payload:
         format: avro
         schemas:

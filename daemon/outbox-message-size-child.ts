@@ -59,6 +59,7 @@ sources:
     tables: ["public.*"]
     outbox:
       message_prefix: outbox
+      aggregate_types: [order]
 ${maxBytes === undefined ? "" : `      max_message_bytes: ${maxBytes}\n`}`);
 const log = { createTopic: async () => undefined, topicNames: async () => [] } as unknown as TopicLog;
 const router = new OutboxRouter(config, config.sources[0] as never, { encode: async (): Promise<ProducedRecord[]> => [] }, log, new LocalRegistry(await openMemoryStore()));

@@ -101,7 +101,7 @@ test("updates, deletes, truncates and snapshot rows of an outbox table are no ev
 });
 
 test("a logical message with the prefix: its JSON fields are the parts, an object payload is published as JSON", async () => {
-  const { router: r } = await router('      message_prefix: outbox\n      topic: "{source}.{aggregate_type}.events"');
+  const { router: r } = await router('      message_prefix: outbox\n      topic: "{source}.{aggregate_type}.events"\n      aggregate_types: ["cust omer"]');
   const table = logicalMessageTable("pg", "shop", "outbox");
   const content = Buffer.from(JSON.stringify({ id: "m1", aggregatetype: "cust omer", aggregateid: 42, type: "created", payload: { name: "Ann" } }));
   const [record] = await r.encode(logicalMessageEvent(table, content, { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false }));
@@ -135,7 +135,7 @@ test("a row that is no event (missing aggregate id, payload its schema refuses) 
   // The refusal names the field and its type, never the value (it may be personal; a dead letter's reason is not sealed).
   await assert.rejects(r.encode(change("c", row('{"total": "ann.secret@example.com"}'))), (e) => invalid(e) && /field total is not a long/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
   await assert.rejects(r.encode(change("c", row('{"total": ann.secret@example.com}'))), (e) => invalid(e) && /the payload is not JSON/.test((e as Error).message) && !(e as Error).message.includes("ann.secret"));
-  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_MISSING" && e.context.table === "public.outbox" && /no schema for aggregate type "invoice".*sluice halted retry --source pg/.test(e.message));
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_SCHEMA_MISSING" && e.context.table === "public.outbox" && /no schema for aggregate type "invoice"\. Change the config and restart: the events wait, parked.*sluice halted skip --source pg --table public\.outbox/.test(e.message) && !/halted retry/.test(e.message));
 });
 
 test("an outbox table the source does not capture, or a topic among the sinks' data topics, is refused at start", async () => {
@@ -175,7 +175,7 @@ async function deadLetteringRouter(outbox: string, maxRecordBytes?: number) {
   const created: string[] = [];
   const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
   const counted: string[] = [];
-  const deadLetters: OutboxDeadLetters = { topic: "dep.dlq.pg", create: async () => void created.push("dep.dlq.pg"), onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`) };
+  const deadLetters: OutboxDeadLetters = { topic: "dep.dlq.pg", messageTopic: "dep.dlq.pg.messages", create: async (topic) => void created.push(topic), onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`) };
   const cfg = config(outbox);
   if (maxRecordBytes !== undefined) (cfg.topics as { max_record_bytes: number }).max_record_bytes = maxRecordBytes;
   const router = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()), undefined, deadLetters);
@@ -191,13 +191,13 @@ async function deadLetteringRouter(outbox: string, maxRecordBytes?: number) {
 const origin = { sourceName: "pg", position: { commit: 0x16b3750n, change: 0x16b3748n }, txId: "2", commitTimeMs: 5, snapshot: false };
 const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString("utf8"));
 
-test("on_invalid dead-letter (the default): a message that is no event becomes one record of <deployment>.dlq.<source>, the change kept whole, the reason naming stream, position and why", async () => {
-  const { router: r, created, counted } = await deadLetteringRouter("      message_prefix: outbox");
+test("on_invalid dead-letter (the default): a message that is no event becomes one record of <deployment>.dlq.<source>.messages, the change kept whole, the reason naming stream, position and why", async () => {
+  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox');
   const table = logicalMessageTable("pg", "shop", "outbox");
   const [letter, ...rest] = await r.encode(logicalMessageEvent(table, Buffer.from("not json {"), origin));
   assert.equal(rest.length, 0);
-  assert.equal(letter?.topic, "dep.dlq.pg");
-  assert.deepEqual(created, ["dep.dlq.pg"]);
+  assert.equal(letter?.topic, "dep.dlq.pg.messages", "a logical message's dead letter: the bounded topic of its own");
+  assert.deepEqual(created, ["dep.dlq.pg.messages"]);
   assert.deepEqual(counted, ["pg_logical_message.outbox invalid"]);
   const reason = text(letter!.headers!["sluice.reason"]);
   assert.match(reason!, /^outbox pg_logical_message\.outbox: the logical message's content is not JSON; source pg, position 0\/16B3748 \(commit 0\/16B3750\); kept whole$/);
@@ -205,9 +205,14 @@ test("on_invalid dead-letter (the default): a message that is no event becomes o
   assert.equal(text(letter!.headers!["sluice.kept"]), "whole");
   assert.equal(text(letter!.headers!["sluice.bytes"]), "10");
   assert.equal(deserializeEventBytes(letter!.value!).after?.["content"], "not json {");
-  // The next message flows: nothing halts in the router.
+  // The next message flows (to a topic a row made): nothing halts in the router.
+  await r.encode(change("c", row("{}")));
   const [next] = await r.encode(logicalMessageEvent(table, Buffer.from('{"id":"m2","aggregatetype":"order","aggregateid":"o-1","type":"t","payload":{}}'), origin));
   assert.equal(next?.topic, "dep.outbox.order");
+  // A row of an outbox table that is no event goes to <deployment>.dlq.<source>, beside the data checks' (kept unless bounded).
+  const [rowLetter] = await r.encode(change("c", { ...row("{}"), aggregateid: null }));
+  assert.equal(rowLetter?.topic, "dep.dlq.pg");
+  assert.deepEqual(created, ["dep.dlq.pg.messages", "dep.outbox.order", "dep.dlq.pg"]);
 });
 
 test("a message over max_message_bytes is cut at decoding (its first bytes and its size, never a string of it whole) and dead-lettered too-large with that prefix", async () => {
@@ -291,11 +296,11 @@ test("on_invalid halt keeps halting; a schema file that cannot be read (OUTBOX_S
 });
 
 test("an Avro logical message whose aggregate type has no schema is dead-lettered, not a halt: anyone connected may emit one", async () => {
-  const { router: r, counted } = await deadLetteringRouter(`      message_prefix: outbox\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const { router: r, counted } = await deadLetteringRouter(`      message_prefix: outbox\n      aggregate_types: [order, invoice]\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
   const table = logicalMessageTable("pg", "shop", "outbox");
   const [letter, ...rest] = await r.encode(logicalMessageEvent(table, Buffer.from('{"id":"m1","aggregatetype":"invoice","aggregateid":"i-1","type":"t","payload":{}}'), origin));
   assert.equal(rest.length, 0);
-  assert.equal(letter?.topic, "dep.dlq.pg");
+  assert.equal(letter?.topic, "dep.dlq.pg.messages");
   assert.match(text(letter!.headers!["sluice.reason"])!, /no schema for the logical message's aggregate type "invoice"/);
   assert.deepEqual(counted, ["pg_logical_message.outbox invalid"]);
 });
@@ -315,19 +320,45 @@ test("outbox.max_topics counts the existing topics outbox.topic gives (for this 
   assert.deepEqual(created, ["dep.ev.pg.q.x.q"]);
 });
 
-test("an event refused after its topic was admitted (a payload its Avro schema refuses, no schema) takes no place under outbox.max_topics", async () => {
+test("an event refused after its topic was admitted (a payload its Avro schema refuses) takes no place under outbox.max_topics", async () => {
   const created: string[] = [];
   const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
-  const cfg = config(`      message_prefix: outbox\n      max_topics: 1\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}`);
+  const cfg = config(`      tables: ["public.outbox"]\n      max_topics: 1\n      payload:\n        format: avro\n        schemas:\n          order: ${schemaFile}\n          customer: ${schemaFile}`);
   const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
-  const message = (type: string, payload: unknown) =>
-    logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(JSON.stringify({ id: "m", aggregatetype: type, aggregateid: "o-1", type: "t", payload })), { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false });
   for (let i = 0; i < 3; i++) {
-    await assert.rejects(r.encode(message(`unlisted${i}`, { total: 1 })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID" && /names no schema/.test(e.message));
-    await assert.rejects(r.encode(message("order", { total: "not a long" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID" && /does not fit the Avro schema/.test(e.message));
+    await assert.rejects(r.encode(change("c", row('{"total": "not a long"}'))), (e) => e instanceof SluiceError && e.code === "OUTBOX_EVENT_INVALID" && /does not fit the Avro schema/.test(e.message));
   }
   assert.deepEqual(created, []);
-  const [record] = await r.encode(message("order", { total: 3 }));
+  const [record] = await r.encode(change("c", row('{"total": 3}')));
   assert.equal(record?.topic, "dep.outbox.order");
-  await assert.rejects(r.encode(message("customer", { total: 1 })), (e) => e instanceof SluiceError && /would make a new topic dep\.outbox\.customer, and 1 topic matches/.test(e.message));
+  await assert.rejects(r.encode(change("c", { ...row('{"total": 1}'), aggregatetype: "customer" })), (e) => e instanceof SluiceError && /would make a new topic dep\.outbox\.customer, and 1 topic matches/.test(e.message));
+});
+
+test("without outbox.aggregate_types a logical message (anyone connected may emit one) makes no new topic, so it never uses up outbox.max_topics: the application's new types written as rows still get theirs", async () => {
+  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox\n      max_topics: 2');
+  const message = (type: string) => logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(JSON.stringify({ id: "m", aggregatetype: type, aggregateid: "o-1", type: "t", payload: {} })), origin);
+  for (const type of ["junk1", "junk2", "junk3"]) {
+    const [letter] = await r.encode(message(type));
+    assert.equal(letter?.topic, "dep.dlq.pg.messages");
+    assert.match(text(letter!.headers!["sluice.reason"])!, new RegExp(`aggregate type "${type}" has no topic \\(dep\\.outbox\\.${type}\\), and a logical message makes a new topic only for a type outbox\\.aggregate_types lists`));
+  }
+  assert.deepEqual(counted, ["pg_logical_message.outbox topic-refused", "pg_logical_message.outbox topic-refused", "pg_logical_message.outbox topic-refused"]);
+  // The application's rows of two new types: both published (with the messages' topics made, max_topics 2 was full and the first halted).
+  assert.equal((await r.encode(change("c", row("{}"))))[0]?.topic, "dep.outbox.order");
+  assert.equal((await r.encode(change("c", { ...row("{}"), aggregatetype: "invoice" })))[0]?.topic, "dep.outbox.invoice");
+  // A message of a type whose topic exists is published.
+  assert.equal((await r.encode(message("invoice")))[0]?.topic, "dep.outbox.invoice");
+  assert.deepEqual(created, ["dep.dlq.pg.messages", "dep.outbox.order", "dep.outbox.invoice"]);
+});
+
+test("outbox.max_topics with topic \"{deployment}.{aggregate_type}\" does not count the data topics and Sluice's own, which the template matches too", async () => {
+  const created: string[] = [];
+  const existing = ["dep.pg.public.users", "dep.pg.public.items", "dep.sluice.checkpoints", "dep.sluice.halted.pg", "dep.dlq.pg", "dep.a"];
+  const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...existing] } as unknown as TopicLog;
+  const cfg = config('      tables: ["public.outbox"]\n      topic: "{deployment}.{aggregate_type}"\n      max_topics: 2');
+  const r = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()));
+  const [record] = await r.encode(change("c", row("{}")));
+  assert.equal(record?.topic, "dep.order", "one topic (dep.a) is the outbox's: a second is made");
+  await assert.rejects(r.encode(change("c", { ...row("{}"), aggregatetype: "b" })), (e) => e instanceof SluiceError && e.code === "OUTBOX_TOPIC_REFUSED" && /and 2 topics match/.test(e.message));
+  assert.deepEqual(created, ["dep.order"]);
 });

@@ -40,7 +40,8 @@ export const OUTBOX_SCHEMA_UNREADABLE = "OUTBOX_SCHEMA_UNREADABLE";
 /**
  * Error code of an Avro payload whose aggregate type outbox.payload.schemas names no schema for: most often the
  * application shipped a new type before Sluice's config listed it, so it halts the outbox table whatever on_invalid
- * says (parked, nothing lost) until the config names a schema and `sluice halted retry` publishes the events in order.
+ * says (parked, nothing lost) until the config names a schema and a restart publishes the events in order (the
+ * schemas are read at start: `sluice halted retry` would re-encode under the same config and halt again).
  */
 export const OUTBOX_SCHEMA_MISSING = "OUTBOX_SCHEMA_MISSING";
 
@@ -55,12 +56,18 @@ export const OUTBOX_TOPIC_REFUSED = "OUTBOX_TOPIC_REFUSED";
 /** Why an event was dead-lettered, as the metric's label: too large, a topic the outbox may not make, or anything else that makes it no event. */
 export type OutboxRefusal = "too-large" | "topic-refused" | "invalid";
 
-/** Where events that are no event go (on_invalid dead-letter): the source's dead-letter topic, beside the data checks'. */
+/**
+ * Where events that are no event go (on_invalid dead-letter): a row of an outbox table to the source's dead-letter topic,
+ * beside the data checks' (the only copy of the change, kept unless the operator bounds it); a logical message, which
+ * anyone connected may emit, to a bounded topic of its own, so that junk messages never evict those.
+ */
 export interface OutboxDeadLetters {
-  /** `<deployment>.dlq.<source>`. */
+  /** `<deployment>.dlq.<source>`: rows of outbox tables. */
   readonly topic: string;
-  /** Creates the topic; called before its first dead letter in this process. */
-  create(): Promise<void>;
+  /** `<deployment>.dlq.<source>.messages`: logical messages. */
+  readonly messageTopic: string;
+  /** Creates `topic` (one of the two); called before its first dead letter in this process. */
+  create(topic: string): Promise<void>;
   /** Seals personal values as parking does (an outbox table may be a personal table). */
   readonly sealer?: ParkedChangeSealer | undefined;
   /** Called once the dead letter is durable (capture runs it after the write that stored it: durableWork), not at each encoding. */
@@ -105,7 +112,7 @@ export class OutboxRouter implements ChangeEncoder {
   private readonly avroPayloads = new Map<string, Promise<AvroPayload>>();
   private readonly warned = new Set<string>();
   private readonly deadLetters: OutboxDeadLetters | undefined;
-  private deadLetterTopicCreated = false;
+  private readonly deadLetterTopicsCreated = new Set<string>();
   /** outbox.aggregate_types, or null: any type. */
   private readonly allowedTypes: ReadonlySet<string> | null;
   /** The topics matching outbox.topic (outboxTopics), once read. */
@@ -132,7 +139,13 @@ export class OutboxRouter implements ChangeEncoder {
         throw new ConfigError(`source ${source.name}: outbox table ${table} is not among the source's tables (${source.tables.join(", ")}): add it there too`, { code: "CONFIG_INVALID", context: { component: "outbox", source: source.name, table } });
       }
     }
-    const sample = this.topicOf("x");
+    if ("message_prefix" in this.outbox && this.outbox.message_prefix !== undefined && this.allowedTypes === null && this.outbox.topic.includes("{aggregate_type}")) {
+      logger?.warn(
+        { source: source.name },
+        `outbox: logical messages are published only to topics that exist (made by rows of an outbox table), since outbox.aggregate_types is not set: anyone connected may emit one; list the types in outbox.aggregate_types to let their messages make their topics (docs/outbox.md#which-topics-the-outbox-makes)`,
+      );
+    }
+        const sample = this.topicOf("x");
     const clash = config.sources.find((s) => sample.startsWith(`${config.name}.${s.name}.`));
     if (clash !== undefined) {
       throw new ConfigError(`source ${source.name}: outbox.topic "${this.outbox.topic}" gives topics under ${config.name}.${clash.name}., where sinks read row changes: choose another (default "{deployment}.outbox.{aggregate_type}")`, { code: "CONFIG_INVALID", context: { component: "outbox", source: source.name } });
@@ -210,7 +223,12 @@ export class OutboxRouter implements ChangeEncoder {
     throw this.topicRefused(`the aggregate type ${JSON.stringify(aggregateType)} (topic ${topic}) is not among outbox.aggregate_types`, aggregateType, table, event, message);
   }
 
-  /** A topic this process has not written yet: its name, and outbox.max_topics, before it is made. */
+  /**
+   * A topic this process has not written yet: its name, and outbox.max_topics, before it is made. Without
+   * outbox.aggregate_types, a logical message (anyone connected may emit one) makes no new topic: it is published only to
+   * a topic that exists. Were it allowed to, any login could fill outbox.max_topics with types of its choosing, and the
+   * application's next new aggregate type, written as a row, would halt the outbox table (OUTBOX_TOPIC_REFUSED) for good.
+   */
   private async admitTopic(aggregateType: string, topic: string, table: string, event: ChangeEvent, message: boolean): Promise<void> {
     const taken = this.takenTopic(topic);
     if (taken !== null) throw invalid(`the aggregate type ${JSON.stringify(aggregateType)} gives topic ${JSON.stringify(topic)}, ${taken}`, table, event);
@@ -221,6 +239,15 @@ export class OutboxRouter implements ChangeEncoder {
     if (this.allowedTypes !== null || !this.outbox.topic.includes("{aggregate_type}")) return;
     const existing = await this.outboxTopics();
     if (existing.has(topic)) return;
+    if (message) {
+      throw this.topicRefused(
+        `the logical message's aggregate type ${JSON.stringify(aggregateType)} has no topic (${topic}), and a logical message makes a new topic only for a type outbox.aggregate_types lists (anyone connected may emit one); list it there, or write the event as a row of an outbox table`,
+        aggregateType,
+        table,
+        event,
+        message,
+      );
+    }
     if (existing.size >= this.outbox.max_topics) {
       throw this.topicRefused(
         `the aggregate type ${JSON.stringify(aggregateType)} would make a new topic ${topic}, and ${existing.size === 1 ? "1 topic matches" : `${existing.size} topics match`} outbox.topic "${this.outbox.topic}" already (outbox.max_topics ${this.outbox.max_topics}); raise outbox.max_topics or list the wanted types in outbox.aggregate_types`,
@@ -234,12 +261,13 @@ export class OutboxRouter implements ChangeEncoder {
 
   /**
    * The topics that match outbox.topic, read from the topic log once (those made before this process, by any source
-   * whose outbox.topic gives the same names, count too), then kept with the ones this process makes.
+   * whose outbox.topic gives the same names, count too), then kept with the ones this process makes. Sluice's own and
+   * the data topics are left out: "{deployment}.{aggregate_type}" matches them too, and no aggregate type makes one.
    */
   private outboxTopics(): Promise<Set<string>> {
     if (this.existingTopics === null) {
       const pattern = topicPattern(this.outbox.topic, this.config.name, this.source.name);
-      const listing = this.log.topicNames().then((names) => new Set(names.filter((name) => pattern.test(name))));
+      const listing = this.log.topicNames().then((names) => new Set(names.filter((name) => pattern.test(name) && this.takenTopic(name) === null)));
       this.existingTopics = listing;
       listing.catch(() => {
         if (this.existingTopics === listing) this.existingTopics = null;
@@ -293,16 +321,17 @@ export class OutboxRouter implements ChangeEncoder {
     let kept: ChangeEvent = event;
     let whole = typeof declared !== "number" && size <= this.maxMessageBytes;
     if (!whole) kept = { ...event, after: cut(after, [column]) };
-    if (!this.deadLetterTopicCreated) {
-      await deadLetters.create();
-      this.deadLetterTopicCreated = true;
+    const topic = message ? deadLetters.messageTopic : deadLetters.topic;
+    if (!this.deadLetterTopicsCreated.has(topic)) {
+      await deadLetters.create(topic);
+      this.deadLetterTopicsCreated.add(topic);
     }
     const position = formatPosition(event.schema.sourceKind, event.source.position);
     const build = async (change: ChangeEvent, keptWhole: boolean): Promise<ProducedRecord> => {
       const note = keptWhole ? "kept whole" : `kept: its first ${Math.min(keep, size)} of ${size} bytes of ${column}`;
       const sealed = deadLetters.sealer ? await deadLetters.sealer.seal(change) : { event: change, headers: {} };
       return {
-        topic: deadLetters.topic,
+        topic,
         key: Buffer.from(table),
         value: serializeEventBytes(sealed.event),
         headers: {
@@ -319,7 +348,7 @@ export class OutboxRouter implements ChangeEncoder {
       };
     };
     let record = await build(kept, whole);
-    const limit = this.recordLimit(deadLetters.topic).bytes;
+    const limit = this.recordLimit(topic).bytes;
     if (recordBytes(record) > limit) {
       // Other columns too large (an outbox row's own): every text of the row cut as well.
       whole = false;
@@ -336,8 +365,8 @@ export class OutboxRouter implements ChangeEncoder {
     // Counted once durable: an event encoded again (a write that failed and the source sending it again, a release) is one dead letter.
     if (onDeadLetter !== undefined) whenDurable(record, () => onDeadLetter.call(deadLetters, table, reason));
     this.logger?.warn(
-      { source: event.source.name, table, position, deadLetterTopic: deadLetters.topic, bytes: size, kept: whole ? "whole" : "prefix", err: error.toLog() },
-      `outbox ${table}: the event at ${position} is no event and was sent to ${deadLetters.topic}; the stream flows on ("sluice dead-letters --source ${event.source.name}" lists it)`,
+      { source: event.source.name, table, position, deadLetterTopic: topic, bytes: size, kept: whole ? "whole" : "prefix", err: error.toLog() },
+      `outbox ${table}: the event at ${position} is no event and was sent to ${topic}; the stream flows on ("sluice dead-letters --source ${event.source.name}${message ? " --messages" : ""}" lists it)`,
     );
     return [record];
   }
@@ -429,7 +458,7 @@ export class OutboxRouter implements ChangeEncoder {
     if (schemaFile === undefined && message) throw invalid(`payload format avro, and outbox.payload.schemas names no schema for the logical message's aggregate type ${JSON.stringify(event.aggregateType)}`, table, change);
     if (schemaFile === undefined) {
       throw new SluiceError(
-        `outbox ${table}: payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}"; add it to the config and run sluice halted retry --source ${this.source.name} (the events wait, parked)`,
+        `outbox ${table}: payload format avro, and outbox.payload.schemas names no schema for aggregate type "${event.aggregateType}". Change the config and restart: the events wait, parked, and are published in order (sluice halted skip --source ${this.source.name} --table ${table} leaves this one out)`,
         { code: OUTBOX_SCHEMA_MISSING, context: { component: "outbox", source: change.source.name, table, position: `${change.source.position.commit}/${change.source.position.change}`, topic, aggregateType: event.aggregateType } },
       );
     }

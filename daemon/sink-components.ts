@@ -73,12 +73,25 @@ export function internalTopicSpec(name: string, config?: SluiceConfig) {
   };
 }
 
-/** sources[].dead_letter_retention when it is not set: 1 GiB, no age limit. */
-export const SOURCE_DEAD_LETTER_RETENTION = { max_age: 0, max_bytes: 2 ** 30 } as const;
-
-/** The source's dead-letter topic <deployment>.dlq.<source> (outbox, data checks): an internal topic with the source's dead_letter_retention. */
+/**
+ * The source's dead-letter topic <deployment>.dlq.<source> (data checks, rows of outbox tables): an internal topic, kept
+ * for ever unless the operator sets sources[].dead_letter_retention (a dead letter there is the only copy of its change).
+ */
 export function sourceDeadLetterTopicSpec(name: string, config: SluiceConfig, source: Pick<SourceConfig, "dead_letter_retention">) {
-  const { max_age, max_bytes } = source.dead_letter_retention ?? SOURCE_DEAD_LETTER_RETENTION;
+  const retention = source.dead_letter_retention;
+  return { ...internalTopicSpec(name, config), retentionMs: retention === undefined || retention.max_age === 0 ? null : retention.max_age, retentionBytes: retention?.max_bytes ?? null };
+}
+
+/** outbox.message_dead_letter_retention when it is not set (a config read before it existed): 1 GiB, no age limit. */
+export const MESSAGE_DEAD_LETTER_RETENTION = { max_age: 0, max_bytes: 2 ** 30 } as const;
+
+/**
+ * <deployment>.dlq.<source>.messages, where logical messages that are no event go: anyone connected may emit them, so it
+ * is bounded by outbox.message_dead_letter_retention (1 GiB by default).
+ */
+export function messageDeadLetterTopicSpec(name: string, config: SluiceConfig, source: SourceConfig) {
+  const outbox = source.kind === "postgres" ? source.outbox : undefined;
+  const { max_age, max_bytes } = outbox?.message_dead_letter_retention ?? MESSAGE_DEAD_LETTER_RETENTION;
   return { ...internalTopicSpec(name, config), retentionMs: max_age === 0 ? null : max_age, retentionBytes: max_bytes };
 }
 

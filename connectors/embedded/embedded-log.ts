@@ -303,6 +303,11 @@ export class EmbeddedTopicLog implements TopicLog {
       if (existing.spec.retentionMs !== spec.retentionMs || existing.spec.retentionBytes !== spec.retentionBytes) {
         this.write("create topic", () => this.statements.updateTopicRetention.run(spec.retentionMs, spec.retentionBytes, existing.id));
         this.topics.set(spec.name, { id: existing.id, spec });
+        // Told, not silent: a bound set on a topic that kept everything drops its oldest records from now on.
+        this.logger.warn(
+          { topic: spec.name, retentionMs: { was: existing.spec.retentionMs, now: spec.retentionMs }, retentionBytes: { was: existing.spec.retentionBytes, now: spec.retentionBytes } },
+          `topic ${spec.name}: retention changed from ${retentionText(existing.spec)} to ${retentionText(spec)}, as the config now says${spec.retentionMs !== null || spec.retentionBytes !== null ? "; records beyond it are dropped" : ""}`,
+        );
       }
       return;
     }
@@ -769,4 +774,10 @@ export function toSafeOffset(offset: bigint): number {
     throw new SluiceError(`offset ${offset} is out of range`, { code: "OFFSET_OUT_OF_RANGE", context: { component: "embedded-log", offset: offset.toString() } });
   }
   return Number(offset);
+}
+
+/** "max_age 2592000000 ms, max_bytes 67108864", or "kept for ever". */
+function retentionText(spec: Pick<TopicSpec, "retentionMs" | "retentionBytes">): string {
+  const parts = [...(spec.retentionMs === null ? [] : [`max_age ${spec.retentionMs} ms`]), ...(spec.retentionBytes === null ? [] : [`max_bytes ${spec.retentionBytes}`])];
+  return parts.length === 0 ? "kept for ever" : parts.join(", ");
 }

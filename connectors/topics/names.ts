@@ -19,6 +19,15 @@ export function dataCheckDeadLetterTopic(deployment: string, source: string): st
   return `${deployment}.dlq.${source}`;
 }
 
+/**
+ * Where logical messages that are no event go: `<deployment>.dlq.<source>.messages`, bounded, apart from the source's
+ * dead-letter topic (anyone connected may emit a message, and junk messages must never evict a change's only copy).
+ * No source or sink name holds a dot, so it is no other source's or sink's dead-letter topic.
+ */
+export function outboxMessageDeadLetterTopic(deployment: string, source: string): string {
+  return `${deployment}.dlq.${source}.messages`;
+}
+
 /** A sink's dead letters: its dead_letter_topic (any name), else `<deployment>.dlq.<sink>`. */
 export function sinkDeadLetterTopic(deployment: string, sink: { readonly name: string; readonly dead_letter_topic?: string | undefined }): string {
   return sink.dead_letter_topic ?? `${deployment}.dlq.${sink.name}`;

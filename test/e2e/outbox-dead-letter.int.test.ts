@@ -2,8 +2,8 @@
  * End to end: one poison outbox event must not stop the outbox stream. Any user connected to the database may emit a
  * logical message with the outbox prefix; one that is not JSON, nested too deep, larger than outbox.max_message_bytes,
  * or an outbox row with a part missing used to halt its outbox pseudo-table or table until an operator skipped it,
- * so every later event waited. With on_invalid dead-letter (the default) each goes to <deployment>.dlq.<source> with
- * its reason (stream, position, why; a message over the limit keeps its size and first bytes), is counted in
+ * so every later event waited. With on_invalid dead-letter (the default) each goes to <deployment>.dlq.<source>.messages
+ * (a logical message: bounded, anyone may emit one) or <deployment>.dlq.<source> (a row: kept) with its reason (stream, position, why; a message over the limit keeps its size and first bytes), is counted in
  * sluice_outbox_dead_lettered_total, and the events after it are published. Over the embedded log and Kafka
  * (transactions); on_invalid halt still halts.
  */
@@ -55,7 +55,7 @@ function setup(topics: Topics, outbox: Record<string, unknown> = {}) {
   runs.push({ source, deployment, kafka: topics["kind"] === "kafka" });
   const config = {
     name: deployment,
-    sources: [pgSourceConfig(source, [`${schema}.*`], { outbox: { tables: [`${schema}.outbox`], message_prefix: prefix, max_message_bytes: "64KiB", ...outbox } })],
+    sources: [pgSourceConfig(source, [`${schema}.*`], { outbox: { tables: [`${schema}.outbox`], message_prefix: prefix, max_message_bytes: "64KiB", aggregate_types: ["order"], ...outbox } })],
     topics,
     sinks: [],
   };
@@ -151,8 +151,11 @@ for (const [label, topicsOf] of scenarios) {
     const status = await daemon.status();
     assert.deepEqual(status.sources[0]?.halted, [], "nothing halted");
 
-    const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
-    assert.equal(letters.length, 4, "each poison event kept, once");
+    const messageLetters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}.messages`]);
+    const rowLetters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
+    assert.equal(messageLetters.length, 3, "each poison message kept, once, in the messages' dead-letter topic");
+    assert.equal(rowLetters.length, 1, "the poison row kept, once, in the source's dead-letter topic");
+    const letters = [...messageLetters, ...rowLetters];
     const [notJson, deep, large, row] = letters as [StoredRecord, StoredRecord, StoredRecord, StoredRecord];
     for (const letter of letters) {
       assert.match(header(letter, "sluice.reason")!, new RegExp(`^outbox .*; source ${source}, position [0-9A-F]+/[0-9A-F]+ \\(commit [0-9A-F]+/[0-9A-F]+\\); `));
@@ -177,8 +180,11 @@ for (const [label, topicsOf] of scenarios) {
     if (!label.startsWith("Kafka")) {
       const listed = await runSluice(["dead-letters", "-c", daemon.configFile, "--source", source]);
       assert.equal(listed.code, 0, listed.stderr);
-      assert.equal(listed.stdout.match(/check outbox/g)?.length, 4, listed.stdout);
-      assert.match(listed.stdout, /kept: its first 65536 of \d+ bytes of content/);
+      assert.equal(listed.stdout.match(/check outbox/g)?.length, 1, listed.stdout);
+      const messages = await runSluice(["dead-letters", "-c", daemon.configFile, "--source", source, "--messages"]);
+      assert.equal(messages.code, 0, messages.stderr);
+      assert.equal(messages.stdout.match(/check outbox/g)?.length, 3, messages.stdout);
+      assert.match(messages.stdout, /kept: its first 65536 of \d+ bytes of content/);
     }
     assert.equal(daemon.exitStatus, null);
     await daemon.stop();
@@ -202,7 +208,7 @@ test("on_invalid halt: a poison message halts the outbox pseudo-table as before,
     return records.length > 0 ? records : undefined;
   }, { daemon, timeoutMs: 60_000 });
   assert.deepEqual(before.map((r) => header(r, "id")), ["m1"]);
-  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]), []);
+  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`, `${deployment}.dlq.${source}.messages`]), []);
   await daemon.stop();
 
   const outbox = (config.sources[0] as { outbox: Record<string, unknown> }).outbox;
@@ -213,8 +219,8 @@ test("on_invalid halt: a poison message halts the outbox pseudo-table as before,
     return records.length >= 3 ? records : undefined;
   }, { daemon: again, timeoutMs: 60_000 });
   assert.deepEqual(published.map((r) => header(r, "id")?.replace(/^r_[0-9a-f]+-/, "")).sort(), ["m1", "m2", "r1"]);
-  const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
-  assert.deepEqual(letters.map((r) => header(r, "sluice.kept")), ["whole", "whole", "prefix", "whole"]);
+  assert.deepEqual((await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}.messages`])).map((r) => header(r, "sluice.kept")), ["whole", "whole", "prefix"]);
+  assert.deepEqual((await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`])).map((r) => header(r, "sluice.kept")), ["whole"]);
   assert.deepEqual((await again.status()).sources[0]?.halted, []);
   await again.stop();
 });
@@ -225,7 +231,7 @@ test("Avro payloads: an outbox row whose aggregate type has no schema in outbox.
   const record = (name: string) => JSON.stringify({ type: "record", name, fields: [{ name: "id", type: "string" }] });
   writeFileSync(orderSchema, record("Order"));
   writeFileSync(invoiceSchema, record("Invoice"));
-  const outbox: Record<string, unknown> = { on_invalid: "halt", payload: { format: "avro", schemas: { order: orderSchema } } };
+  const outbox: Record<string, unknown> = { on_invalid: "halt", aggregate_types: ["order", "invoice"], payload: { format: "avro", schemas: { order: orderSchema } } };
   const { source, deployment, config } = setup({ kind: "embedded", path: join(dir, `${randomName("log")}.db`) }, outbox);
   // A row of the outbox table (its writer is the application); a logical message with such a type is dead-lettered (outbox-router.test).
   const table = `${schema}.outbox`;
@@ -250,7 +256,7 @@ test("Avro payloads: an outbox row whose aggregate type has no schema in outbox.
   outbox["on_invalid"] = "dead-letter";
   const second = await startStreaming(config);
   assert.equal((await haltedOn(second)).code, "OUTBOX_SCHEMA_MISSING");
-  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]), [], "no dead letter");
+  assert.deepEqual(await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`, `${deployment}.dlq.${source}.messages`]), [], "no dead letter");
   assert.deepEqual(await ids("order"), ["m1"]);
   await second.stop();
 
@@ -273,7 +279,7 @@ test("outbox.max_message_bytes not set: the deployment's topics.max_record_bytes
   await client.query("SELECT pg_logical_emit_message(true, $1, $2::text)", [prefix, message("m1")]);
   await client.query("COMMIT");
   const [letter] = await waitFor("the dead letter", async () => {
-    const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}`]);
+    const letters = await readTopics(config.topics, deployment, [`${deployment}.dlq.${source}.messages`]);
     return letters.length > 0 ? letters : undefined;
   }, { daemon, timeoutMs: 60_000 });
   const size = LARGE_PAD + '{"id":"big","pad":""}'.length;

@@ -44,7 +44,7 @@ test("a 4 MiB outbox message of nested arrays is dead-lettered unread; the daemo
   await client.query(`INSERT INTO "${schema}".items VALUES (2)`);
   await client.query("COMMIT");
 
-  const letter = await waitFor("the message dead-lettered", async () => (await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}`]))[0], { daemon, timeoutMs: 60_000 });
+  const letter = await waitFor("the message dead-lettered", async () => (await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}.messages`]))[0], { daemon, timeoutMs: 60_000 });
   const reason = Buffer.from(letter.headers!["sluice.reason"]!).toString();
   assert.match(reason, new RegExp(`^outbox pg_logical_message\\.${prefix}: the logical message's content is refused unread: its arrays and objects are nested more than 1000 deep`));
   assert.ok(!reason.includes("[[["), "the content is not in the reason");

@@ -5,10 +5,12 @@
  * (an Avro message of an unlisted type, or one its schema refuses, made its topic and then was dead-lettered), and any
  * number of aggregate types made as many topics. Now everything is checked before a topic is made, and the topics are
  * bounded by outbox.max_topics (existing ones counted, also across restarts) or the allow-list outbox.aggregate_types;
- * a refused message is dead-lettered (reason topic-refused), a refused row halts its outbox table (OUTBOX_TOPIC_REFUSED).
+ * without the list a logical message makes no new topic at all (else any login could fill max_topics and halt the
+ * application's rows); a refused message is dead-lettered (reason topic-refused) to <deployment>.dlq.<source>.messages,
+ * a refused row halts its outbox table (OUTBOX_TOPIC_REFUSED).
  */
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import pg from "pg";
@@ -90,7 +92,7 @@ async function emitAsNobody(prefix: string, contents: readonly string[]): Promis
 
 async function deadLetters(logPath: string, deployment: string, source: string, count: number, daemon: SluiceDaemon) {
   return waitFor(`${count} dead letters`, async () => {
-    const letters = await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}`]);
+    const letters = await readEmbeddedTopics(logPath, [`${deployment}.dlq.${source}.messages`]);
     return letters.length >= count ? letters : undefined;
   }, { daemon, timeoutMs: 30_000 });
 }
@@ -112,7 +114,8 @@ test("PostgreSQL: a login with no privilege may emit a logical message (EXECUTE 
 test("Avro: a message of an aggregate type with no schema, or whose payload its schema refuses, is dead-lettered before any topic is made", { timeout: 60_000 }, async () => {
   const orderSchema = join(dir, `${randomName("order")}.avsc`);
   writeFileSync(orderSchema, JSON.stringify({ type: "record", name: "Order", fields: [{ name: "id", type: "string" }] }));
-  const { source, deployment, prefix, logPath, config } = setup({ payload: { format: "avro", schemas: { order: orderSchema } } });
+  // Both types listed (a message makes a topic only for a listed type): the one with no schema is refused for that.
+  const { source, deployment, prefix, logPath, config } = setup({ aggregate_types: ["order", "attacker_made_1"], payload: { format: "avro", schemas: { order: orderSchema } } });
   const daemon = await startStreaming(config);
   await emitAsNobody(prefix, [event("x1", "attacker_made_1"), event("x2", "order", { id: 7 })]);
   const letters = await deadLetters(logPath, deployment, source, 2, daemon);
@@ -127,28 +130,30 @@ test("Avro: a message of an aggregate type with no schema, or whose payload its 
   await daemon.stop();
 });
 
-test("outbox.max_topics: past it a message of a new aggregate type is dead-lettered (topic-refused) and a row halts its table; existing topics are written and counted, also after a restart", { timeout: 60_000 }, async () => {
+test("outbox.max_topics: a login with no privilege cannot use it up (its messages of new types make no topic, dead-lettered topic-refused); the application's rows make topics up to it, then a row halts its table; existing topics are written and counted, also after a restart", { timeout: 60_000 }, async () => {
   const { source, deployment, prefix, logPath, config } = setup({ max_topics: 2 });
+  const row = (id: string, type: string) => admin.query(`INSERT INTO "${schema}".outbox VALUES ($1, $2, 'a-1', $3, '{}')`, [`${deployment}-${id}`, type, `${type}.made`]);
   const daemon = await startStreaming(config);
-  await emitAsNobody(prefix, [event("a1", "a"), event("b1", "b"), event("c1", "c"), event("d1", "d"), event("a2", "a")]);
-  const letters = await deadLetters(logPath, deployment, source, 2, daemon);
-  assert.deepEqual(letters.map((l) => (deserializeEventBytes(l.value!).after?.["content"] as string).includes('"c1"') ? "c" : "d"), ["c", "d"]);
-  assert.match(letters[0]!.headers["sluice.reason"]!, new RegExp(`aggregate type "c" would make a new topic ${deployment}\\.outbox\\.c, and 2 topics match outbox\\.topic "\\{deployment\\}\\.outbox\\.\\{aggregate_type\\}" already \\(outbox\\.max_topics 2\\)`));
+  // Before the application's first events: were messages to make topics, x and y would fill max_topics 2 and row a would halt.
+  await emitAsNobody(prefix, [event("x1", "x"), event("y1", "y"), event("z1", "z")]);
+  const letters = await deadLetters(logPath, deployment, source, 3, daemon);
+  assert.deepEqual(letters.map((l) => /"(x|y|z)1"/.exec(deserializeEventBytes(l.value!).after?.["content"] as string)?.[1]), ["x", "y", "z"]);
+  assert.match(letters[0]!.headers["sluice.reason"]!, new RegExp(`aggregate type "x" has no topic \\(${deployment}\\.outbox\\.x\\), and a logical message makes a new topic only for a type outbox\\.aggregate_types lists`));
+  await row("a1", "a");
+  await row("b1", "b");
+  await emitAsNobody(prefix, [event("a2", "a")]);
   await waitFor("a1, b1 and a2 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.a`, `${deployment}.outbox.b`])).length === 3, { daemon, timeoutMs: 30_000 });
-  const outboxTopics = (await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort();
-  assert.deepEqual(outboxTopics, [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
-  const table = `pg_logical_message.${prefix}`;
-  assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table, reason: "topic-refused" }), 2);
+  assert.deepEqual((await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort(), [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
+  assert.equal(await daemon.metric("sluice_outbox_dead_lettered_total", { source, table: `pg_logical_message.${prefix}`, reason: "topic-refused" }), 3);
   await daemon.stop();
 
-  // Started again: the two topics that exist are counted before a third is made. A row (the application's) halts instead.
+  // Started again: the two topics that exist are counted before a third is made: a row of a new type halts.
   const again = await startStreaming(config);
-  await emitAsNobody(prefix, [event("e1", "e"), event("b2", "b")]);
-  await admin.query(`INSERT INTO "${schema}".outbox VALUES ('r1', 'f', 'a-1', 'f.made', '{}')`);
+  await emitAsNobody(prefix, [event("b2", "b")]);
+  await row("c1", "c");
   const halted = await waitFor("the outbox table halted", async () => (await again.status()).sources[0]?.halted.find((h) => h.table === `${schema}.outbox`), { daemon: again, timeoutMs: 30_000 });
   assert.equal(halted.code, "OUTBOX_TOPIC_REFUSED");
-  assert.match(halted.error, /aggregate type "f" would make a new topic .*outbox\.max_topics 2.*Change the config and restart.*sluice halted skip --source/);
-  await deadLetters(logPath, deployment, source, 3, again);
+  assert.match(halted.error, /aggregate type "c" would make a new topic .*outbox\.max_topics 2.*Change the config and restart.*sluice halted skip --source/);
   await waitFor("b2 published", async () => (await readEmbeddedTopics(logPath, [`${deployment}.outbox.b`])).length === 2, { daemon: again, timeoutMs: 30_000 });
   assert.deepEqual((await topicNames(logPath)).filter((t) => t.startsWith(`${deployment}.outbox.`)).sort(), [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
   await again.stop();
@@ -168,31 +173,35 @@ test("outbox.aggregate_types: a message of an unlisted type is dead-lettered and
   await daemon.stop();
 });
 
-test("the source's dead-letter topic is bounded: 1 GiB by default, or sources[].dead_letter_retention; the embedded log applies a changed one at the next start", { timeout: 60_000 }, async () => {
-  const { source, deployment, prefix, logPath, config } = setup({});
-  const spec = async () => {
+test("dead-letter topics at start: <deployment>.dlq.<source>.messages bounded (1 GiB by default), <deployment>.dlq.<source> kept for ever unless dead_letter_retention is set; a changed retention is applied at the next start, before any dead letter, and logged", { timeout: 60_000 }, async () => {
+  const { source, deployment, logPath, config } = setup({});
+  const spec = async (topic: string) => {
     const log = await openTopicLogForCommand({ kind: "embedded", path: logPath } as never, "reader", createLogger("silent"), "read-only");
     try {
-      return (await log.listTopics([`${deployment}.dlq.${source}`]))[0];
+      const found = (await log.listTopics([topic]))[0];
+      return found === undefined ? undefined : [found.retentionMs, found.retentionBytes];
     } finally {
       await log.close();
     }
   };
+  const rows = `${deployment}.dlq.${source}`;
+  const messages = `${deployment}.dlq.${source}.messages`;
   const daemon = await startStreaming(config);
-  await emitAsNobody(prefix, ["not json {"]);
-  await deadLetters(logPath, deployment, source, 1, daemon);
-  assert.deepEqual([(await spec())?.retentionMs, (await spec())?.retentionBytes], [null, 2 ** 30]);
+  assert.deepEqual(await spec(messages), [null, 2 ** 30]);
+  assert.deepEqual(await spec(rows), [null, null], "a dead letter there is its change's only copy: kept");
   await daemon.stop();
 
-  (config.sources[0] as Record<string, unknown>)["dead_letter_retention"] = { max_age: "30d", max_bytes: "64MiB" };
+  (config.sources[0] as Record<string, unknown>)["dead_letter_retention"] = { max_age: "30d" };
+  ((config.sources[0] as Record<string, unknown>)["outbox"] as Record<string, unknown>)["message_dead_letter_retention"] = { max_bytes: "64MiB" };
   const again = await startStreaming(config);
-  await emitAsNobody(prefix, ["not json either {"]);
-  await deadLetters(logPath, deployment, source, 2, again);
-  assert.deepEqual([(await spec())?.retentionMs, (await spec())?.retentionBytes], [30 * 86_400_000, 64 * 2 ** 20]);
+  // No dead letter written: declared with the source's retention at capture start.
+  assert.deepEqual(await spec(messages), [null, 64 * 2 ** 20]);
+  assert.deepEqual(await spec(rows), [30 * 86_400_000, null]);
   await again.stop();
+  assert.match(readFileSync(again.logFile, "utf8"), new RegExp(`topic ${rows.replaceAll(".", "\\.")}: retention changed from kept for ever to max_age 2592000000 ms, as the config now says; records beyond it are dropped`));
 });
 
-test("Kafka: past outbox.max_topics a message of a new aggregate type makes no topic on the broker", { timeout: 90_000 }, async () => {
+test("Kafka: a message of a new aggregate type makes no topic on the broker; rows make them up to outbox.max_topics", { timeout: 90_000 }, async () => {
   const deployment = testDeployment("dep_obtop");
   kafkaDeployments.push(deployment);
   const { source, prefix, config } = setup({ max_topics: 2 });
@@ -207,7 +216,8 @@ test("Kafka: past outbox.max_topics a message of a new aggregate type makes no t
     }
   };
   const daemon = await startStreaming(config);
-  await emitAsNobody(prefix, [event("a1", "a"), event("b1", "b"), event("c1", "c")]);
+  await admin.query(`INSERT INTO "${schema}".outbox VALUES ($1, 'a', 'a-1', 'a.made', '{}'), ($2, 'b', 'a-1', 'b.made', '{}')`, [`${deployment}-a1`, `${deployment}-b1`]);
+  await emitAsNobody(prefix, [event("c1", "c")]);
   await waitFor("c1 dead-lettered", async () => (await daemon.metric("sluice_outbox_dead_lettered_total", { source, reason: "topic-refused" })) === 1, { daemon, timeoutMs: 60_000 });
   assert.deepEqual(await brokerTopics(), [`${deployment}.outbox.a`, `${deployment}.outbox.b`]);
   await daemon.stop();

@@ -39,7 +39,7 @@ function setup(run: string, topics: (deployment: string) => TopicsConfig) {
     name: deployment,
     sources: [
       pgSourceConfig(pgSource, [`${schema}.*`], {
-        outbox: { tables: [`${schema}.${pgOutbox}`], table_mode: "insert-then-delete", message_prefix: `${prefix}_${run}`, topic: "{deployment}.outbox.{source}.{aggregate_type}" },
+        outbox: { tables: [`${schema}.${pgOutbox}`], table_mode: "insert-then-delete", message_prefix: `${prefix}_${run}`, topic: "{deployment}.outbox.{source}.{aggregate_type}", aggregate_types: [...AGGREGATE_TYPES] },
       }),
       mysqlSourceConfig(mySource, [`${database}.*`], { outbox: { tables: [`${database}.outbox_${run}`], topic: "{deployment}.outbox.{source}.{aggregate_type}" } }),
     ],
