@@ -513,6 +513,17 @@ function reportFailure(name: string, command: Command, error: unknown, io: Io): 
   return EXIT_FAILURE;
 }
 
+/** Stops daemon/sluice.js's first listeners and says the signal they noted, if any; by default there were none. */
+let releaseEarlySignals: () => NodeJS.Signals | undefined = () => undefined;
+
+/**
+ * daemon/sluice.js listens for SIGTERM and SIGINT before the modules load (PID 1 in a container drops a signal nobody
+ * listens for); `run` takes over from them once its own listeners are in place, and stops at once for one they noted.
+ */
+export function takeOverEarlySignals(release: () => NodeJS.Signals | undefined): void {
+  releaseEarlySignals = release;
+}
+
 async function runDaemon(values: Record<string, unknown>): Promise<number> {
   const { config, selection } = loadForRoles(values);
   // One stream for the daemon's lines and its sink threads', so lines never interleave.
@@ -525,10 +536,23 @@ async function runDaemon(values: Record<string, unknown>): Promise<number> {
     daemon.onRebuildProgress = (progress) => display.rebuild(progress);
   }
   // Listening from the first moment: an orchestrator may stop a daemon still starting (e.g. waiting out a Kafka outage).
+  let received: NodeJS.Signals | undefined;
   const signalled = new Promise<{ signal: NodeJS.Signals }>((resolve) => {
-    process.once("SIGINT", () => resolve({ signal: "SIGINT" }));
-    process.once("SIGTERM", () => resolve({ signal: "SIGTERM" }));
+    const heard = (signal: NodeJS.Signals) => {
+      received ??= signal;
+      resolve({ signal });
+    };
+    process.once("SIGINT", heard);
+    process.once("SIGTERM", heard);
   });
+  received = releaseEarlySignals();
+  // A signal that came while the modules loaded may not be dispatched yet (loading need not turn the event loop).
+  await new Promise((resolve) => setImmediate(resolve));
+  if (received !== undefined) {
+    logger.info({ signal: received }, "signal before the start: not starting");
+    logger.flush();
+    return EXIT_OK;
+  }
   const starting = daemon.start().then(() => "started" as const);
   try {
     const first = await Promise.race([starting, signalled]);

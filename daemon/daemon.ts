@@ -45,7 +45,8 @@ import type { BodyReader } from "./request-body.ts";
 import { readTlsCredentials } from "./http-tls.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
-import { queryHandler } from "./sink-query.ts";
+import { DEFAULT_QUERY_CONCURRENCY, queryHandler } from "./sink-query.ts";
+import { apiAddress, sinkNotHere } from "./sink-elsewhere.ts";
 import { SinkThread } from "./sink-thread.ts";
 import { releaseHeapFlags, reportMemoryPlan } from "./memory-report.ts";
 import { SLUICE_VERSION } from "./version.ts";
@@ -222,6 +223,8 @@ export class Daemon {
   /** Whether the leadership runs its terms (its candidacy starts earlier, as soon as the topic log is open). */
   private leadershipRunning = false;
   private instances: InstanceDirectory | null = null;
+  /** This process's admin API as the instance reports give it, for a request for a sink that runs elsewhere. */
+  private apiAddress: string | undefined;
   private started = false;
   private fatal: ((error: unknown) => void) | null = null;
   /** Called as snapshots progress, e.g. for a live display on a terminal. */
@@ -312,6 +315,7 @@ export class Daemon {
       publicAddress = `${bound.address}:${bound.port}`;
     }
     this.logAccess(`${address.address}:${address.port}`, publicAddress, tls !== undefined);
+    this.apiAddress = apiAddress(address, tls !== undefined);
     const capturing = this.selection.sources.length > 0;
     // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
@@ -586,10 +590,11 @@ export class Daemon {
     // Filled once the sink threads have started: the handlers look a sink up per request.
     const queryable = new Map<string, SinkThread>();
     const releasableSinks = new Map<string, SinkThread>();
-    this.http.mount("/sinks", queryHandler(queryable));
+    const elsewhere = (name: string) => this.sinkElsewhere(name);
+    this.http.mount("/sinks", queryHandler(queryable, DEFAULT_QUERY_CONCURRENCY, elsewhere));
     this.http.mount("/sinks", (req, res, body) => this.handleRebuild(req, res, body));
     this.http.mount("/sinks", (req, res, body) => this.handleErase(req, res, body));
-    const releasable = haltedHandler(releasableSinks, this.releasableSources);
+    const releasable = haltedHandler(releasableSinks, this.releasableSources, elsewhere);
     this.http.mount("/sinks", releasable);
     this.http.mount("/sources", releasable);
     this.http.mount("/sources", snapshotHandler((name) => this.snapshotTarget(name), () => this.captures.map((c) => c.name)));
@@ -699,9 +704,10 @@ export class Daemon {
     if (!match) return false;
     if (req.method !== "POST") return methodsAllowed("POST");
     if (match[2] !== undefined) return this.handleAbandonRebuild(match[1]!, res, request);
-    const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
+    const name = decodeURIComponent(match[1]!);
+    const running = this.sinks.find((s) => s.name === name);
     if (!running?.thread.rebuildable) {
-      sendJson(res, 404, { error: `no rebuildable sink "${match[1]}"` });
+      sendJson(res, 404, { error: (await this.sinkElsewhere(name)) ?? `no rebuildable sink "${name}"` });
       return true;
     }
     const body = await readJsonObject(request, '{"tables": ["schema.table", ...]}, or no body for every table', ["tables"]);
@@ -716,10 +722,11 @@ export class Daemon {
     return true;
   }
 
-  private async handleAbandonRebuild(name: string, res: ServerResponse, request: BodyReader): Promise<boolean> {
-    const running = this.sinks.find((s) => s.name === decodeURIComponent(name));
+  private async handleAbandonRebuild(encodedName: string, res: ServerResponse, request: BodyReader): Promise<boolean> {
+    const name = decodeURIComponent(encodedName);
+    const running = this.sinks.find((s) => s.name === name);
     if (!running?.thread.rebuildable) {
-      sendJson(res, 404, { error: `no rebuildable sink "${name}"` });
+      sendJson(res, 404, { error: (await this.sinkElsewhere(name)) ?? `no rebuildable sink "${name}"` });
       return true;
     }
     const body = await readJsonObject(request, '{"tables": ["schema.table", ...], "execute": true}, or no body for a dry run of every table', ["tables", "execute"]);
@@ -739,9 +746,10 @@ export class Daemon {
     const match = /^\/sinks\/([^/]+)\/erase$/.exec((req.url ?? "").split("?")[0]!);
     if (!match) return false;
     if (req.method !== "POST") return methodsAllowed("POST");
-    const running = this.sinks.find((s) => s.name === decodeURIComponent(match[1]!));
+    const name = decodeURIComponent(match[1]!);
+    const running = this.sinks.find((s) => s.name === name);
     if (!running) {
-      sendJson(res, 404, { error: `sink "${match[1]}" does not run in this process` });
+      sendJson(res, 404, { error: (await this.sinkElsewhere(name)) ?? `sink "${name}" does not run in this process` });
       return true;
     }
     const expected = '{"source": "...", "subject": "..."}';
@@ -762,6 +770,13 @@ export class Daemon {
       sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
     }
     return true;
+  }
+
+  /** For a request naming a sink this process does not run: why, and where it runs (sink-elsewhere.ts); null when it runs here. */
+  private async sinkElsewhere(name: string): Promise<string | null> {
+    const placement = { configured: this.config.sinks.map((s) => s.name), here: this.selection.sinks, roles: this.selection.roles };
+    if (placement.here.includes(name)) return null;
+    return sinkNotHere(name, placement, (await this.instances?.instances().catch(() => [])) ?? []);
   }
 
   private supervise(what: string, running: Promise<void>): Promise<void> {
@@ -809,6 +824,7 @@ export class Daemon {
       roles: this.selection.roles,
       startedAt: this.startedAt,
       at: now,
+      ...(this.apiAddress === undefined ? {} : { api: this.apiAddress }),
       sources: this.selection.sources.map((name) => {
         const running = this.captures.find((c) => c.name === name);
         const checkpoint = running?.pipeline.checkpoint();

@@ -35,7 +35,12 @@ export interface ReleasableCapture {
   release(table: string, action: HaltAction, execute: boolean, through?: CaptureSkipThrough | null): Promise<CaptureReleaseReport>;
 }
 
-export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, sources: ReadonlyMap<string, ReleasableCapture> = new Map()) {
+export function haltedHandler(
+  sinks: ReadonlyMap<string, ReleasableSink>,
+  sources: ReadonlyMap<string, ReleasableCapture> = new Map(),
+  /** Why a sink this process does not run is not here (daemon/sink-elsewhere.ts); null for one it runs. */
+  sinkElsewhere: (name: string) => Promise<string | null> = async () => null,
+) {
   return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {
     const match = /^\/(sinks|sources)\/([^/]+)\/halted\/(retry|skip)$/.exec((req.url ?? "").split("?")[0]!);
     if (!match) return false;
@@ -45,7 +50,8 @@ export function haltedHandler(sinks: ReadonlyMap<string, ReleasableSink>, source
     const known: ReadonlyMap<string, ReleasableSink | ReleasableCapture> = kind === "sink" ? sinks : sources;
     const sink = known.get(name);
     if (!sink) {
-      sendJson(res, 404, { error: `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
+      const elsewhere = kind === "sink" ? await sinkElsewhere(name) : null;
+      sendJson(res, 404, { error: elsewhere ?? `no ${kind} "${name}" runs here; ${kind}s: ${[...known.keys()].join(", ") || "(none)"}` });
       return true;
     }
     const request: { table?: unknown; execute?: unknown; through?: unknown; force?: unknown } = await readJsonObject(body, '{"table": "schema.table", "execute": false}', ["table", "execute", "through", "force"], MAX_BODY_BYTES);

@@ -21,6 +21,8 @@ export interface InstanceReport {
   readonly startedAt: string;
   /** When this report was written (milliseconds since the epoch). */
   readonly at: number;
+  /** The process's admin API, scheme://host:port (its host name when it listens on every interface); absent in reports of earlier versions. */
+  readonly api?: string;
   readonly sources: readonly ({ name: string; state: "leader" | "standby" | "capturing"; ready: boolean; position: string | null; lagSeconds: number | null } & AnnouncedHalts)[];
   readonly sinks: readonly ({ name: string; ready: boolean; partitions: readonly string[]; lagRecords: number | null } & AnnouncedHalts)[];
 }

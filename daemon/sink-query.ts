@@ -45,7 +45,12 @@ export interface QueryConcurrency {
 export const DEFAULT_QUERY_CONCURRENCY: QueryConcurrency = { maxInProgress: 4, unreadAnswerMs: 30_000, maxAnswerBytes: 32 * 2 ** 20 };
 
 /** POST /sinks/<name>/query with the SQL as the body: `{columns, rows, truncated}` as JSON. */
-export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY) {
+export function queryHandler(
+  sinks: ReadonlyMap<string, QueryableSink>,
+  concurrency: QueryConcurrency = DEFAULT_QUERY_CONCURRENCY,
+  /** Why a sink this process does not run is not here (daemon/sink-elsewhere.ts); null for one it runs. */
+  elsewhere: (name: string) => Promise<string | null> = async () => null,
+) {
   const inProgress = new Map<string, number>();
   const answers = new ByteBudget(concurrency.maxAnswerBytes);
   return async (req: IncomingMessage, res: ServerResponse, body: BodyReader): Promise<boolean | MethodsAllowed> => {
@@ -55,7 +60,7 @@ export function queryHandler(sinks: ReadonlyMap<string, QueryableSink>, concurre
     const name = decodeURIComponent(match[1]!);
     const sink = sinks.get(name);
     if (!sink) {
-      sendJson(res, 404, { error: `no queryable sink "${match[1]}" (only DuckDB sinks answer SQL)` });
+      sendJson(res, 404, { error: (await elsewhere(name)) ?? `no queryable sink "${name}" (only DuckDB sinks answer SQL)` });
       return true;
     }
     // Read before a slot is taken: a body that never comes (the client gone) holds none.

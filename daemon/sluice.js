@@ -11,6 +11,18 @@ if (major < 24) {
   process.stderr.write(`sluice: Node.js 24 or newer is required (this is ${process.version}); run it through "npm run sluice --" or install Node 24.\n`);
   process.exit(2);
 }
+const args = process.argv.slice(2);
+// `sluice run` listens for SIGTERM and SIGINT from its first line. As PID 1 in a container a signal nobody listens for
+// is dropped, not fatal: one that came while the modules loaded (seconds with a cold compile cache) was lost and the
+// daemon started and ran on until the orchestrator's SIGKILL. The first one is kept and handed to `run` (cli.ts).
+let earlySignal;
+const noteEarlySignal = (signal) => {
+  earlySignal ??= signal;
+};
+if (args[0] === "run") {
+  process.on("SIGTERM", noteEarlySignal);
+  process.on("SIGINT", noteEarlySignal);
+}
 // Node caches the type-stripped and compiled modules on disk (NODE_COMPILE_CACHE, default a directory of this user's
 // under os.tmpdir()): a start after the first skips stripping the types of ~200 TypeScript files, about half the CPU of
 // loading them. NODE_DISABLE_COMPILE_CACHE=1 turns it off. Worker threads (sinks) use it through the environment.
@@ -21,19 +33,25 @@ if (cache?.directory) {
   process.env.NODE_COMPILE_CACHE ??= cache.directory;
   setTimeout(() => module.flushCompileCache(), 60_000).unref();
 }
-const args = process.argv.slice(2);
 // `sluice run` gives the main thread its share of the memory budget, which V8 takes only at start (daemon/memory-exec.ts,
 // and daemon/memory-exec-start.ts for how the flags of earlier starts spare planning twice).
 if (args[0] === "run" && typeof process.execve === "function") {
   const { reexecForRun } = await import("./memory-exec-start.ts");
   const reexec = await reexecForRun(args.slice(1), process.env, process.execArgv, cache?.directory);
+  // Asked to stop before anything started: nothing to stop (the process it would start could miss the signal).
+  if (earlySignal !== undefined) process.exit(0);
   if (reexec !== null) {
     module.flushCompileCache?.();
     process.execve(process.execPath, [process.execPath, ...reexec.execArgv, ...reexec.flags, fileURLToPath(import.meta.url), ...args], reexec.env);
   }
 }
-const { main, installCrashHandler } = await import("./cli.ts");
+const { main, installCrashHandler, takeOverEarlySignals } = await import("./cli.ts");
 installCrashHandler();
+takeOverEarlySignals(() => {
+  process.off("SIGTERM", noteEarlySignal);
+  process.off("SIGINT", noteEarlySignal);
+  return earlySignal;
+});
 process.exitCode = await main(args);
 
 /**
