@@ -31,11 +31,17 @@ export function valueTooLarge(table: string, values: readonly TooLargeValue[], p
   };
 }
 
-/** The refusal of a compressed rows event whose row images are over the limit: one change stands for all of its rows, which are not read. */
-export function rowsTooLarge(table: string, error: DecompressionLimitError, position: string, context: ErrorContext): SourceRefusal {
+/**
+ * The refusal of a rows event over the limit, whose rows are not read: one change stands for them all. `inPayload`: a
+ * rows event of a MySQL compressed transaction at `position`; otherwise a MariaDB rows event whose row images are compressed.
+ */
+export function rowsTooLarge(table: string, error: DecompressionLimitError, position: string, context: ErrorContext, inPayload = false): SourceRefusal {
+  const what = inPayload
+    ? `a rows event of the compressed transaction at ${position} is ${error.stated} bytes (the transaction ${error.compressedBytes} compressed), over the limit of ${error.limit} bytes (binlog_transaction_compression`
+    : `the compressed row images of the rows event at ${position} ${sizes(error, "state")} (log_bin_compress`;
   return {
     code: VALUE_TOO_LARGE,
-    message: `table ${table}: the compressed row images of the rows event at ${position} ${sizes(error, "state")} (log_bin_compress; its rows are not read, one parked change stands for them all); ${advice(table, String(context.source))}`,
+    message: `table ${table}: ${what}; its rows are not read, one parked change stands for them all); ${advice(table, String(context.source))}`,
     context: definedOnly({ ...context, table, position, bytes: error.stated ?? error.limit, compressedBytes: error.compressedBytes, limit: error.limit }),
   };
 }

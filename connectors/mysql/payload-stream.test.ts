@@ -159,11 +159,60 @@ describe("MySQL 8 transaction payloads, streamed", () => {
     );
   });
 
+  it("a rows event over the limit halts only its table: one change with a refusal naming the table, position and sizes; the same in a table not captured is passed over", async () => {
+    const w = new BinlogWriter({ checksum: false });
+    const columns = [
+      { type: ColumnType.LONG, meta: Buffer.alloc(0), nullable: false },
+      { type: ColumnType.VARCHAR, meta: Buffer.from([250, 0]), nullable: true },
+    ];
+    const names: [number, Buffer][] = [
+      [COLUMN_NAME, Buffer.concat([lenencString("id"), lenencString("v")])],
+      [SIMPLE_PRIMARY_KEY, Buffer.from([0])],
+    ];
+    const row = (id: number, chars: number) => {
+      const key = Buffer.alloc(4);
+      key.writeInt32LE(id);
+      return rowImage(2, [key, Buffer.concat([Buffer.from([chars]), Buffer.alloc(chars, 0x61)])]);
+    };
+    const big = Array.from({ length: 6000 }, (_, i) => row(1000 + i, 200));
+    const hugeRows = w.rows(EventType.WRITE_ROWS_V2, 42, 2, big);
+    assert.ok(hugeRows.length > LIMIT);
+    const inner = Buffer.concat([
+      w.query("d", "BEGIN"),
+      w.tableMap(42, "d", "t", columns, names),
+      w.tableMap(44, "x", "other", columns, names),
+      w.rows(EventType.WRITE_ROWS_V2, 42, 2, [row(1, 3)]),
+      hugeRows,
+      w.rows(EventType.WRITE_ROWS_V2, 44, 2, big),
+      w.rows(EventType.WRITE_ROWS_V2, 42, 2, [row(2, 3)]),
+      w.xid(7n),
+    ]);
+    const writer = new BinlogWriter();
+    const decoder = decoderOn();
+    const out: DecodedEvent[] = [];
+    await decoder.apply(writer.formatDescription("8.0.36"), out);
+    const start = writer.offset;
+    await decoder.apply(writer.event(EventType.TRANSACTION_PAYLOAD, payloadBody(inner)), out);
+    assert.deepEqual(out.map((o) => [o.event.source.table, o.event.op, o.event.after?.["id"] ?? null, o.event.refusal?.code ?? null]), [
+      ["t", "c", 1, null],
+      ["t", "c", null, "MYSQL_VALUE_TOO_LARGE"],
+      ["t", "c", 2, null],
+    ]);
+    const refusal = out[1]!.event.refusal!;
+    assert.match(refusal.message, new RegExp(`^table d\\.t: a rows event of the compressed transaction at ${FILE}:${start} is ${hugeRows.length} bytes \\(the transaction \\d+ compressed\\), over the limit of ${LIMIT} bytes`));
+    assert.equal(refusal.context["bytes"], hugeRows.length);
+    for (let i = 1; i < out.length; i++) assert.ok(comparePositions(out[i - 1]!.event.source.position, out[i]!.event.source.position) < 0, `change ${i}`);
+    assert.equal(decoder.inTransaction, false);
+  });
+
   it("yields the inner events one by one as they are decompressed, and refuses a payload that ends inside one", async () => {
     const events = transaction(3);
     const cut = async (data: Buffer) => {
       const got: Buffer[] = [];
-      for await (const event of streamPayloadEvents({ compression: COMPRESSION_ZSTD, stated: data.length, data: zstdCompressSync(data) }, LIMIT)) got.push(Buffer.from(event));
+      for await (const event of streamPayloadEvents({ compression: COMPRESSION_ZSTD, stated: data.length, data: zstdCompressSync(data) }, LIMIT)) {
+        assert.ok(Buffer.isBuffer(event));
+        got.push(Buffer.from(event));
+      }
       return got;
     };
     const whole = await cut(events);

@@ -16,19 +16,19 @@ import { isHeartbeat } from "./heartbeat-arrivals.ts";
 import type { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } from "./positions.ts";
-import { ARTIFICIAL_FLAG } from "./protocol/event-header.ts";
+import { ARTIFICIAL_FLAG, EVENT_HEADER_BYTES, readEventHeader } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { DecompressionLimitError } from "./protocol/decompression-limit.ts";
 import { ChecksumError } from "./protocol/event-parser.ts";
 import { streamPayloadEvents } from "./protocol/payload-stream.ts";
+import type { OversizedEvent } from "./protocol/payload-stream.ts";
 import { MARIADB_GTID_PREPARED_XA } from "./protocol/events.ts";
 import type { AlterPhase, TransactionPayload } from "./protocol/events.ts";
 import type { EventBody, EventParser } from "./protocol/event-parser.ts";
-import { readRowChanges } from "./protocol/rows-event.ts";
+import { readRowChanges, readRowsHeader } from "./protocol/rows-event.ts";
 import type { RowColumn, RowsEventHeader } from "./protocol/rows-event.ts";
 import type { TableMap } from "./protocol/table-map.ts";
-import type { BinaryReader } from "./protocol/binary-reader.ts";
-import { bitsSet } from "./protocol/binary-reader.ts";
+import { BinaryReader, bitsSet } from "./protocol/binary-reader.ts";
 import type { Flavor } from "./resume-token.ts";
 import { dmlTarget } from "./schema/dml-target.ts";
 import { MAX_PREPARED_XA_WITH_ROWS, newXaRows, noteXaRow } from "./xa-rows.ts";
@@ -169,7 +169,7 @@ export class StreamDecoder {
   private throughTime: number | null = null;
   private payload: PayloadCursor | null = null;
   /** The inner events still to decode of the transaction payload under way (step), as they are decompressed. */
-  private payloadEvents: AsyncGenerator<Buffer> | null = null;
+  private payloadEvents: AsyncGenerator<Buffer | OversizedEvent> | null = null;
   /** Whether no transaction was read since the start of a file: a file's GTID list is the state here. */
   private atFileStart: boolean;
   private skipThrough: Position | null;
@@ -254,6 +254,10 @@ export class StreamDecoder {
       if (next.done === true) {
         this.endPayload();
         return 0;
+      }
+      if (!Buffer.isBuffer(next.value)) {
+        this.oversizedInner(next.value, out);
+        return next.value.error.stated ?? 0;
       }
       let parsed;
       try {
@@ -658,11 +662,11 @@ export class StreamDecoder {
     const transaction = this.transaction!;
     const { binding, key } = mapped;
     const schema = binding.schema;
-    // The event's first byte after its start: where its first row change would be (its rows take the event's bytes in turn).
-    const position = rowPosition(transaction.start, eventAt + 1n);
+    // Where its first row change would be: the next byte of the compressed transaction's, or the event's first after its start (its rows take the event's bytes in turn).
+    const position = rowPosition(transaction.start, this.payload === null ? eventAt + 1n : binlogAt(this.fileIndex, this.nextPayloadByte(key)));
     const op = rows.kind === "write" ? "c" : rows.kind === "delete" ? "d" : "u";
     if (this.skipped(position, key, transaction, schema, op)) return;
-    const refusal = rowsTooLarge(key, error, `${this.file}:${start}`, this.options.context);
+    const refusal = rowsTooLarge(key, error, `${this.file}:${start}`, this.options.context, this.payload !== null);
     const binlog: BinlogCoordinates = { serverId: header.serverId, file: this.file, pos: start, row: 0, ...(transaction.thread === null ? {} : { thread: transaction.thread }) };
     this.push(out, this.event(schema, op, {}, null, null, position, transaction, { binlog, refusal }), transaction);
   }
@@ -724,6 +728,33 @@ export class StreamDecoder {
     return (async () => {
       while (this.payloadEvents !== null) await this.step(out);
     })();
+  }
+
+  /** A rows event of the payload over the limit: read up to its table id, its table halted (rowsTooLarge), the rest passed over. */
+  private oversizedInner(event: OversizedEvent, out: DecodedEvent[]): void {
+    let header: EventHeader;
+    let rows: RowsEventHeader;
+    try {
+      header = readEventHeader(event.head);
+      rows = readRowsHeader(new BinaryReader(event.head, EVENT_HEADER_BYTES, event.head.length), this.options.parser.format, header.type);
+    } catch {
+      // Its headers do not fit the bytes kept: which table is not known.
+      throw event.error;
+    }
+    this.rowsTooLarge(header, rows, event.error, this.payload!.start, out);
+  }
+
+  /** The next byte of the compressed transaction under way, as a row change's position. */
+  private nextPayloadByte(table: string): number {
+    const payload = this.payload!;
+    const next = payload.next++;
+    if (next >= payload.end) {
+      throw new SluiceError(`the compressed transaction at ${this.file}:${payload.start} holds more row changes than bytes, so its changes cannot get distinct positions; set binlog_transaction_compression=OFF`, {
+        code: "MYSQL_POSITION_OVERFLOW",
+        context: { ...this.options.context, table, position: `${this.file}:${payload.start}` },
+      });
+    }
+    return next;
   }
 
   private endPayload(): void {
@@ -839,7 +870,7 @@ export class StreamDecoder {
     if (error instanceof ChecksumError) return new SluiceError(`binlog event at ${where} fails its checksum: ${message}`, { code: "MYSQL_CHECKSUM_MISMATCH", cause: error, context });
     if (error instanceof DecompressionLimitError) {
       return new SluiceError(
-        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed, it would not fit the memory budget (a quarter of the heap, at most 1 GiB). This stops the whole source: a compressed statement's table is known only once decompressed, and passing over a schema change would decode later rows wrongly; a transaction payload's events are decoded in order. Raise \`memory\`; or turn binlog_transaction_compression (MySQL) or log_bin_compress (MariaDB) off (docs/mysql.md#limits)`,
+        `source "${this.options.sourceName}": binlog event at ${where}: ${message}. Decompressed, it would not fit the memory budget (a quarter of the heap, at most 1 GiB). This stops the whole source: the table of a compressed statement (or of a transaction payload's event that holds no rows) is known only once decompressed, and passing over a schema change would decode later rows wrongly. Raise \`memory\`; or turn binlog_transaction_compression (MySQL) or log_bin_compress (MariaDB) off (docs/mysql.md#limits)`,
         { code: "MYSQL_EVENT_TOO_LARGE", cause: error, context: { ...context, limit: error.limit } },
       );
     }

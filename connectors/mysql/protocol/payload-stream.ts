@@ -6,15 +6,28 @@
  */
 import { createZstdDecompress } from "node:zlib";
 import { DecompressionLimitError } from "./decompression-limit.ts";
+import { ROWS_EVENTS } from "./constants.ts";
 import { EVENT_HEADER_BYTES } from "./event-header.ts";
 import type { TransactionPayload } from "./events.ts";
 import { COMPRESSION_NONE, COMPRESSION_ZSTD } from "./events.ts";
+
+/**
+ * An inner event over the limit whose type says it holds rows: its first bytes (its header, and its rows header
+ * naming the table), the rest passed over as it is decompressed, so the decoder can halt that table only.
+ */
+export interface OversizedEvent {
+  readonly head: Buffer;
+  readonly error: DecompressionLimitError;
+}
+
+/** Bytes kept of an oversized rows event: its headers, with the column bitmaps of the widest table (4096 columns). */
+const OVERSIZED_HEAD_BYTES = 2048;
 
 /** zstd's output in pieces of this size; the stream holds about one piece ahead of the reader. */
 const CHUNK_BYTES = 64 * 1024;
 const SIZE_OFFSET = 9;
 
-export async function* streamPayloadEvents(payload: TransactionPayload, limit: number): AsyncGenerator<Buffer> {
+export async function* streamPayloadEvents(payload: TransactionPayload, limit: number): AsyncGenerator<Buffer | OversizedEvent> {
   const { compression, stated, data } = payload;
   if (compression === COMPRESSION_NONE) {
     yield* new EventCutter(data.length, limit, data.length).cut(data);
@@ -43,6 +56,10 @@ class EventCutter {
   private held = 0;
   /** The size of that event, once its header's size field has arrived. */
   private size: number | null = null;
+  /** Where that event starts in the decompressed bytes. */
+  private eventAt = 0;
+  /** Bytes still to pass over of an oversized event whose head was handed on. */
+  private skip = 0;
   private total = 0;
 
   constructor(stated: number | null, limit: number, compressedBytes: number) {
@@ -52,7 +69,7 @@ class EventCutter {
   }
 
   /** The whole events `chunk` completes, as views of the chunks they came in (joined only when split over several). */
-  *cut(chunk: Buffer): Generator<Buffer> {
+  *cut(chunk: Buffer): Generator<Buffer | OversizedEvent> {
     this.total += chunk.length;
     if (this.stated !== null && this.total > this.stated) {
       throw new DecompressionLimitError(`transaction payload of ${this.compressedBytes} compressed bytes decompresses to more than the ${this.stated} bytes its header states`, {
@@ -63,25 +80,39 @@ class EventCutter {
     }
     let rest = chunk;
     while (rest.length > 0) {
+      if (this.skip > 0) {
+        const passed = Math.min(this.skip, rest.length);
+        this.skip -= passed;
+        rest = rest.subarray(passed);
+        continue;
+      }
       this.pieces.push(rest);
       this.held += rest.length;
       if (this.size === null) {
         if (this.held < SIZE_OFFSET + 4) return;
+        this.eventAt = this.total - this.held;
         this.size = this.sizeOf(this.joined());
       }
-      if (this.held < this.size) return;
+      const oversized = this.size > this.limit;
+      const wanted = oversized ? Math.min(this.size, OVERSIZED_HEAD_BYTES) : this.size;
+      if (this.held < wanted) return;
       const joined = this.joined();
-      const event = joined.subarray(0, this.size);
-      rest = joined.subarray(this.size);
+      const size = this.size;
+      rest = joined.subarray(wanted);
       this.pieces = [];
       this.held = 0;
       this.size = null;
-      yield event;
+      if (!oversized) {
+        yield joined.subarray(0, size);
+        continue;
+      }
+      this.skip = size - wanted;
+      yield { head: Buffer.from(joined.subarray(0, wanted)), error: this.oversizedError(size, this.eventAt) };
     }
   }
 
   finish(): void {
-    if (this.held > 0) throw new RangeError(`transaction payload ends inside an event (${this.held} bytes left over)`);
+    if (this.held > 0 || this.skip > 0) throw new RangeError(`transaction payload ends inside an event (${this.held} bytes left over)`);
     if (this.stated !== null && this.total !== this.stated) throw new RangeError(`transaction payload decompresses to ${this.total} bytes, its header states ${this.stated}`);
   }
 
@@ -92,15 +123,18 @@ class EventCutter {
 
   private sizeOf(head: Buffer): number {
     const size = head.readUInt32LE(SIZE_OFFSET);
-    const at = this.total - this.held;
+    const at = this.eventAt;
     if (size < EVENT_HEADER_BYTES) throw new RangeError(`transaction payload event of ${size} bytes at ${at} is shorter than its header`);
-    if (size > this.limit) {
-      throw new DecompressionLimitError(`transaction payload holds an event of ${size} bytes (at ${at} of its decompressed bytes), over the limit of ${this.limit}`, {
-        limit: this.limit,
-        stated: size,
-        compressedBytes: this.compressedBytes,
-      });
-    }
+    // A rows event over the limit is handed on as its head (OversizedEvent); any other stops here.
+    if (size > this.limit && !ROWS_EVENTS.has(head[4]!)) throw this.oversizedError(size, at);
     return size;
+  }
+
+  private oversizedError(size: number, at: number): DecompressionLimitError {
+    return new DecompressionLimitError(`transaction payload holds an event of ${size} bytes (at ${at} of its decompressed bytes), over the limit of ${this.limit}`, {
+      limit: this.limit,
+      stated: size,
+      compressedBytes: this.compressedBytes,
+    });
   }
 }
