@@ -772,8 +772,10 @@ export class CapturePipeline {
       try {
         const done = await this.restoreParked(stop, table, skipPlan ?? undefined).catch(async (error: unknown) => {
           // A topic's limit (the table's, the parking topic's, the brokers' request limit) lower than known: the log reads
-          // it at that refusal, nothing of the failed write is stored, and re-publishing again halts the table of a change
-          // over it (RECORD_TOO_LARGE), as capture does, instead of failing the operator's release once.
+          // it at that refusal, and re-publishing again halts the table of a change over it (RECORD_TOO_LARGE), as capture
+          // does, instead of failing the operator's release once. With transactions nothing of the failed write is stored;
+          // with transactions: false its requests acknowledged before the refusal are, and are written again (duplicates,
+          // at-least-once as any retried write there).
           if (!(error instanceof SluiceError) || !LIMIT_LOWERED_CODES.has(error.code) || stop.aborted) throw error;
           this.logger.warn({ table, err: error.toLog() }, `table ${table}: a Kafka record limit was lower than known while its parked changes were re-published; re-publishing them again within it`);
           this.halted.delete(table);

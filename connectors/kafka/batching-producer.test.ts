@@ -8,7 +8,7 @@ import { test } from "node:test";
 import type { Kafka, ProducerBatch } from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
 import { SluiceError } from "../errors.ts";
-import { BatchingProducer } from "./batching-producer.ts";
+import { BatchingProducer, REQUEST_LIMIT_READ_EVERY_MS } from "./batching-producer.ts";
 import type { BatchingProducerOptions, OutgoingMessage } from "./batching-producer.ts";
 
 class ScriptedKafka {
@@ -248,10 +248,12 @@ test("a connection a broker closed under a request over its socket.request.max.b
   const closed = () => Object.assign(new Error("Closed connection"), { name: "KafkaJSConnectionClosedError" });
   let requestLimit: number | undefined;
   let reads = 0;
+  let clockMs = 0;
   const { producer } = producerWith(kafka, {
     lingerMs: 0,
     batchBytes: 10_000,
     retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
+    clock: () => (clockMs += REQUEST_LIMIT_READ_EVERY_MS),
     requestLimit: () => requestLimit,
     onConnectionClosed: async () => (reads++, (requestLimit = 300), { was: null, now: 300, setting: "socket.request.max.bytes of the brokers (1324) less 1024 bytes of request framing" }),
   });
@@ -266,6 +268,75 @@ test("a connection a broker closed under a request over its socket.request.max.b
   const big = { ...message("t", "big"), size: 900 };
   await assert.rejects(producer.send([big]), (error: Error & { code?: string; retriable?: boolean }) => error.code === "KAFKA_REQUEST_LIMIT_LOWERED" && error.retriable === true && /socket\.request\.max\.bytes.*halts its table/.test(error.message));
   await producer.close();
+});
+
+test("a request over socket.request.max.bytes reset on a real network (kafkajs: 'Connection error: write EPIPE' / 'read ECONNRESET') reads the limit again too; a refused connection does not", async () => {
+  const kafka = new ScriptedKafka();
+  const dropped = (code: string) => Object.assign(new Error(`Connection error: ${code === "EPIPE" ? "write" : "read"} ${code}`), { name: "KafkaJSConnectionError", code });
+  let requestLimit: number | undefined;
+  let reads = 0;
+  let clockMs = 0;
+  const { producer } = producerWith(kafka, {
+    lingerMs: 0,
+    batchBytes: 10_000,
+    retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
+    clock: () => (clockMs += REQUEST_LIMIT_READ_EVERY_MS),
+    requestLimit: () => requestLimit,
+    onConnectionClosed: async () => (reads++, (requestLimit = 300), { was: null, now: 300 }),
+  });
+  for (const code of ["EPIPE", "ECONNRESET"]) {
+    requestLimit = undefined;
+    kafka.batches.length = 0;
+    kafka.failures.push(dropped(code));
+    await producer.send([message("t", "a"), message("t", "b"), message("t", "c")]);
+    assert.deepEqual(kafka.batches.map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value)))), [["a", "b"], ["c"]], code);
+  }
+  assert.equal(reads, 2);
+  kafka.failures.push(connectionError());
+  await assert.rejects(producer.send([message("t", "d")]), { code: "KAFKA_UNAVAILABLE" });
+  assert.equal(reads, 2, "ECONNREFUSED is no request the broker closed");
+  await producer.close();
+});
+
+test("a rolling restart's closed connections read the brokers' socket.request.max.bytes at most once in REQUEST_LIMIT_READ_EVERY_MS", async () => {
+  const kafka = new ScriptedKafka();
+  const closed = () => Object.assign(new Error("Closed connection"), { name: "KafkaJSConnectionClosedError" });
+  let reads = 0;
+  let clockMs = 0;
+  const { producer } = producerWith(kafka, { lingerMs: 0, clock: () => clockMs, onConnectionClosed: async () => (reads++, undefined) });
+  kafka.failures.push(closed(), closed(), closed());
+  await producer.send([message("t", "a")]);
+  assert.equal(reads, 1);
+  clockMs += REQUEST_LIMIT_READ_EVERY_MS;
+  kafka.failures.push(closed());
+  await producer.send([message("t", "b")]);
+  assert.equal(reads, 2);
+  await producer.close();
+});
+
+test("checkpoints that do not fit beside a record near the request limit go in a request of their own, in the same transaction; without transactions they are cut too", async () => {
+  const requestLimit = 1000;
+  // The bytes a request carries: its records' and each partition's framing (80 bytes and its topic's name) once.
+  const requestBytes = (batch: ProducerBatch) =>
+    batch.topicMessages!.reduce((sum, t) => sum + t.messages.reduce((s, m) => s + (String(m.value) === "big" ? 850 : String(m.value).startsWith("cp") ? 400 : 100), 0) + new Set(t.messages.map((m) => m.partition)).size * (80 + t.topic.length), 0);
+  const big = { ...message("t", "big"), size: 850 };
+  const checkpoint = (source: string, partition: number) => ({ source, message: { ...message("cp", `cp${source}`, partition), size: 400 } });
+
+  const kafka = new ScriptedKafka();
+  const { producer } = producerWith(kafka, { transactionalId: "tx", lingerMs: 0, batchBytes: 10_000, requestLimit: () => requestLimit });
+  await producer.send([big], checkpoint("s", 0));
+  const sent = kafka.batches.filter((b) => b.topicMessages!.length > 0);
+  assert.deepEqual(sent.map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value)))), [["big"], ["cps"]]);
+  for (const batch of sent) assert.ok(requestBytes(batch) <= requestLimit, `${requestBytes(batch)} bytes in a request`);
+  assert.equal(kafka.commits, 2, "the connect's empty transaction and the unit's one");
+  await producer.close();
+
+  const plain = new ScriptedKafka();
+  const { producer: atLeastOnce } = producerWith(plain, { lingerMs: 50, batchBytes: 10_000, requestLimit: () => requestLimit });
+  await Promise.all([atLeastOnce.send([message("t", "a")], checkpoint("1", 0)), atLeastOnce.send([message("t", "b")], checkpoint("2", 1)), atLeastOnce.send([message("t", "c")], checkpoint("3", 2))]);
+  for (const batch of plain.batches) assert.ok(requestBytes(batch) <= requestLimit, `${requestBytes(batch)} bytes in a request`);
+  assert.deepEqual(plain.batches.map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value)))), [["a", "b", "c"], ["cp1", "cp2"], ["cp3"]]);
+  await atLeastOnce.close();
 });
 
 test("at most max_in_flight flushed units wait; further calls wait for room", async () => {

@@ -101,6 +101,8 @@ export interface BatchingProducerOptions {
    * lower one); answers it when now lower than known, and the delivery is then written again as after onMessageTooLarge.
    */
   readonly onConnectionClosed?: () => Promise<Omit<LoweredLimit, "topic"> | undefined>;
+  /** Milliseconds of a monotonic clock (performance.now by default), for how often onConnectionClosed is called. */
+  readonly clock?: () => number;
   /**
    * A delivery failed with INVALID_TIMESTAMP: called with the unit's topics, answers how old a record each of them takes
    * (message.timestamp.before.max.ms, where it is set). The unit's records older than that are given the time of now and
@@ -163,6 +165,8 @@ export class BatchingProducer {
    * reregister() (a term of this process's own).
    */
   private fenced: SluiceError | undefined;
+  /** When onConnectionClosed was last called (clock), for REQUEST_LIMIT_READ_EVERY_MS. */
+  private requestLimitReadAt: number | undefined;
   /**
    * Whether a term claimed the id (reregister). An id no term claims is this process's own (a sink
    * process's instance id): a fence there is its own transaction aborted by the broker's timeout (a
@@ -457,6 +461,10 @@ export class BatchingProducer {
    */
   private async requestLimitLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
     if (!this.options.onConnectionClosed) return undefined;
+    // Every broker's stop in a rolling restart closes connections: the brokers are described at most once in a while.
+    const now = this.options.clock?.() ?? performance.now();
+    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return undefined;
+    this.requestLimitReadAt = now;
     const lowered = await this.options.onConnectionClosed().catch((error: unknown) => {
       this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
       return undefined;
@@ -476,13 +484,17 @@ export class BatchingProducer {
     const producer = this.producer!;
     const checkpoints = [...unit.checkpoints.values()];
     const requestLimit = this.options.requestLimit?.();
-    // Within the brokers' request limit, the first request's room for the checkpoints kept free (a transaction sends them with it).
-    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - sizeOf(checkpoints));
+    // Within the brokers' request limit, the first request's room for the checkpoints kept free (a transaction sends them
+    // with it); checkpoints too large for that (many sources' GTID sets) go in a request of their own instead.
+    const reserved = this.options.transactionalId && requestLimit !== undefined && sizeOf(checkpoints) <= requestLimit / 4 ? sizeOf(checkpoints) : 0;
+    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - reserved);
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
+    // Checkpoints of several sources (long GTID sets each) may themselves need more than one request.
+    const checkpointChunks = () => chunkMessages(checkpoints, this.options.batchBytes, this.options.batchLimitOf, requestLimit);
     if (!this.options.transactionalId) {
       for (const chunk of chunks) await producer.sendBatch(request(chunk));
       // At-least-once: the checkpoint is written only after every record it covers is acknowledged.
-      if (checkpoints.length > 0) await producer.sendBatch(request(checkpoints));
+      if (checkpoints.length > 0) for (const chunk of checkpointChunks()) await producer.sendBatch(request(chunk));
       return [];
     }
     const written = new Map<string, WrittenOffset>();
@@ -490,8 +502,11 @@ export class BatchingProducer {
     try {
       // With the first request: the transaction's partitions are all added in one AddPartitionsToTxn
       // (kafkajs adds a request's new partitions before sending it), not the checkpoint's later in a round trip of its own.
+      // A first request that took a record near the request limit alone has no room for them: they follow in their own,
+      // in the same transaction (a request over socket.request.max.bytes is closed by the broker, again at every retry).
       if (chunks.length === 0) chunks.push([]);
-      pushAll(chunks[0]!, checkpoints);
+      if (requestLimit === undefined || requestBytesOf([...chunks[0]!, ...checkpoints]) <= requestLimit) pushAll(chunks[0]!, checkpoints);
+      else if (checkpoints.length > 0) pushAll(chunks, checkpointChunks());
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
         const counts = countPerPartition(chunk);
@@ -541,11 +556,28 @@ function mergeUnits(units: readonly Unit[]): Unit {
 /** A partition's bytes in a produce request beyond its records (index, batch length and header) and its topic's name. */
 const PARTITION_FRAMING_BYTES = 80;
 
+/** The bytes of one request carrying `messages`: theirs, and each of their partitions' framing once. */
+function requestBytesOf(messages: readonly OutgoingMessage[]): number {
+  const partitions = new Set<string>();
+  let bytes = 0;
+  for (const m of messages) {
+    bytes += m.size;
+    const key = `${m.topic}\u0000${m.partition}`;
+    if (partitions.has(key)) continue;
+    partitions.add(key);
+    bytes += PARTITION_FRAMING_BYTES + m.topic.length;
+  }
+  return bytes;
+}
+
 function sizeOf(messages: readonly OutgoingMessage[]): number {
   let bytes = 0;
   for (let m = 0; m < messages.length; m++) bytes += messages[m]!.size + PARTITION_FRAMING_BYTES + messages[m]!.topic.length;
   return bytes;
 }
+
+/** A broker's close of a produce's connection reads the brokers' socket.request.max.bytes again at most this often. */
+export const REQUEST_LIMIT_READ_EVERY_MS = 30_000;
 
 /** A produce request holds at most this many times batch_bytes in all (each partition's batch at most batch_bytes). */
 export const REQUEST_BATCHES = 4;

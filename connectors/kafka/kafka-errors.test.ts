@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import kafkajs from "kafkajs";
 import { SluiceError } from "../errors.ts";
-import { isRetriableKafkaError, isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
+import { isConnectionClosed, isRetriableKafkaError, isUnknownTopicOrPartition, kafkaError } from "./kafka-errors.ts";
 import { ACCEPTED_BEFORE } from "./kafka-auth.ts";
 
 const { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError } = kafkajs;
@@ -24,6 +24,16 @@ test("a refused connection, also inside kafkajs's retries-exceeded wrapper, is r
     assert.equal(sluice.retriable, true);
     assert.match(sluice.message, /Kafka 127\.0\.0\.1:9092 unavailable during list topics/);
   }
+});
+
+test("a connection the broker closed under a request: kafkajs's 'Closed connection', and the reset or broken pipe a real network mostly reports (also wrapped); not a refused connection", () => {
+  const { KafkaJSConnectionClosedError } = kafkajs as unknown as { KafkaJSConnectionClosedError: new (message: string, broker: { host: string; port: number }) => Error };
+  const reset = new KafkaJSConnectionError("Connection error: read ECONNRESET", { broker: "127.0.0.1:9092", code: "ECONNRESET" });
+  const pipe = new KafkaJSConnectionError("Connection error: write EPIPE", { broker: "127.0.0.1:9092", code: "EPIPE" });
+  const closed = new KafkaJSConnectionClosedError("Closed connection", { host: "127.0.0.1", port: 9092 });
+  for (const error of [reset, pipe, closed, new KafkaJSNumberOfRetriesExceeded(pipe, { retryCount: 5, retryTime: 3000 })]) assert.equal(isConnectionClosed(error), true, error.message);
+  assert.equal(isConnectionClosed(new KafkaJSConnectionError("Connection error: connect ECONNREFUSED 127.0.0.1:9092", { broker: "127.0.0.1:9092", code: "ECONNREFUSED" })), false);
+  assert.equal(isConnectionClosed(new KafkaJSConnectionError("Connection timeout", { broker: "127.0.0.1:9092" })), false);
 });
 
 test("no broker answering the coordinator lookup (a transactional produce during an outage) is retriable", () => {

@@ -79,9 +79,19 @@ export function isUnknownTopicOrPartition(error: unknown): boolean {
   return rootCause(error).type === "UNKNOWN_TOPIC_OR_PARTITION";
 }
 
-/** A connection the broker closed under a request, as it does on one above its socket.request.max.bytes (also when it stops). */
+/** How a broker's close under a request still being written reaches the client on a real network: a reset, or a write after it. */
+const DROPPED_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE"]);
+
+/**
+ * A connection the broker closed under a request, as it does on one above its socket.request.max.bytes (also when it
+ * stops): kafkajs's 'Closed connection' when the close came in order, but mostly 'Connection error: write EPIPE' or
+ * 'read ECONNRESET' (the broker closes after reading the size prefix, with the rest of the request unread).
+ */
 export function isConnectionClosed(error: unknown): boolean {
-  return rootCause(error).name === "KafkaJSConnectionClosedError";
+  const root = rootCause(error) as KafkaJsFailure & { code?: unknown };
+  if (root.name === "KafkaJSConnectionClosedError") return true;
+  if (root.name !== "KafkaJSConnectionError") return false;
+  return (typeof root.code === "string" && DROPPED_SOCKET_CODES.has(root.code)) || /\b(ECONNRESET|EPIPE)\b/.test(root.message ?? "");
 }
 
 /** A SASL refusal of credentials the brokers accepted before in this process (kafka-auth.ts marks it). */

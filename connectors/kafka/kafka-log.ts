@@ -43,7 +43,7 @@ import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
-import { describedRecordLimit, ownRecordLimit, REQUEST_FRAMING_BYTES, requestRecordLimit, tighter } from "./record-limits.ts";
+import { describedRecordLimit, ownRecordLimit, raisedConfigValue, REQUEST_FRAMING_BYTES, requestRecordLimit, tighter } from "./record-limits.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer, listOffsetsTime } from "./kafka-consumer.ts";
@@ -175,6 +175,8 @@ export class KafkaTopicLog implements TopicLog {
   private readonly describedLimits = new Map<string, RecordLimit>();
   /** The brokers' smallest socket.request.max.bytes as a record limit, once read (a produce's connection closed by a broker). */
   private requestLimit: RecordLimit | undefined;
+  /** Whether a failed read of the brokers' socket.request.max.bytes was logged at warn (once a process). */
+  private requestLimitUnreadSaid = false;
   /** How old a record each described topic takes (its message.timestamp.before.max.ms), where that is set. */
   private readonly timestampWindows = new Map<string, number>();
   private readonly consumers = new Set<KafkaPullConsumer>();
@@ -423,6 +425,13 @@ export class KafkaTopicLog implements TopicLog {
       this.logger.warn(
         { topic: spec.name, existingMaxMessageBytes: existing.maxRecordBytes, configuredMaxRecordBytes: spec.maxRecordBytes, fix: `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config max.message.bytes=${spec.maxRecordBytes}` },
         "topic exists with a smaller max.message.bytes than topics.max_record_bytes: records between the two are refused by Kafka; raise it with the command in `fix`",
+      );
+    }
+    if (spec.maxRecordBytes && limit?.config === "segment.bytes" && limit.bytes < spec.maxRecordBytes) {
+      // Kafka refuses a partition's records of one request above it, whatever max.message.bytes says.
+      this.logger.warn(
+        { topic: spec.name, limit: limit.bytes, setting: limit.setting, configuredMaxRecordBytes: spec.maxRecordBytes, fix: `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config segment.bytes=${raisedConfigValue("segment.bytes", spec.maxRecordBytes)}` },
+        `topic exists with a segment.bytes (${limit.setting}) smaller than topics.max_record_bytes: a change whose record is between the two halts its table; raise it with the command in \`fix\``,
       );
     }
     this.partitionCounts.set(spec.name, partitions);
@@ -686,7 +695,13 @@ export class KafkaTopicLog implements TopicLog {
         if (Number.isSafeInteger(bytes) && bytes > 2 * REQUEST_FRAMING_BYTES) smallest = Math.min(smallest ?? bytes, bytes);
       }
     } catch (error) {
-      this.logger.debug({ err: error }, "could not read the brokers' socket.request.max.bytes; requests are kept within 64 MiB beyond one batch");
+      // Once at warn: unknown, a request over it is refused only by a closed connection (read again then, at most every 30 s).
+      const level = this.requestLimitUnreadSaid ? "debug" : "warn";
+      this.requestLimitUnreadSaid = true;
+      this.logger[level](
+        { err: error, brokers: this.config.brokers },
+        "could not read the brokers' socket.request.max.bytes (DescribeConfigs on the cluster: grant it with kafka-acls.sh --add --allow-principal User:<sluice's user> --operation DescribeConfigs --cluster); requests are kept within 64 MiB beyond one batch until it is read, which is tried again when a broker closes a produce's connection",
+      );
       return undefined;
     }
     if (smallest === undefined) return undefined;
@@ -1467,7 +1482,7 @@ export class KafkaTopicLog implements TopicLog {
     const bytes = recordBytes(record);
     const raise = limit.config === null
       ? `${limit.raise[0]!.toUpperCase()}${limit.raise.slice(1)}`
-      : `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config ${limit.config}=${Math.max(bytes, this.config.max_record_bytes)})`;
+      : `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config ${limit.config}=${raisedConfigValue(limit.config, Math.max(bytes, this.config.max_record_bytes))})`;
     return new SluiceError(`a ${bytes}-byte record for topic "${record.topic}" is over ${limit.setting} (${limit.bytes}); nothing of this produce call was sent. ${raise}`, {
       code: RECORD_TOO_LARGE,
       context: { component: "kafka", topic: record.topic, bytes, limit: limit.bytes },

@@ -5,6 +5,7 @@
  * and capture wrote everything again from its checkpoint). Real broker.
  */
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, test } from "node:test";
 import kafkajs from "kafkajs";
 import { createLogger } from "../../runtime/logger.ts";
@@ -78,9 +79,22 @@ test("a topic's segment.bytes lowered below max.message.bytes: a batch over it i
     await assert.rejects(log.produce([{ topic, key: Buffer.from("big"), value: Buffer.alloc(1_500_000, 122), timestamp: Date.now() }]), (error: Error & { code?: string }) => {
       assert.equal(error.code, "RECORD_TOO_LARGE");
       assert.match(error.message, new RegExp(`over segment\\.bytes of topic ${topic.replaceAll(".", "\\.")} \\(1048576\\)`));
-      assert.match(error.message, /--add-config segment\.bytes=/);
+      // A segment of many such records (Kafka's default 1 GiB), not one a record.
+      assert.match(error.message, /--add-config segment\.bytes=1073741824\)/);
       return true;
     });
+    // Declared again by a process starting: said at once, with the command that raises it.
+    const lines: { msg: string; fix?: string }[] = [];
+    const again = await KafkaTopicLog.open({ config: testKafkaConfig({ transactions: true }), deployment, logger: createLogger("warn", new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString()) as { msg: string; fix?: string }), done()) })) });
+    try {
+      await again.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false, maxRecordBytes: 2 * 2 ** 20 });
+    } finally {
+      await again.close();
+    }
+    const said = lines.find((l) => l.msg.startsWith("topic exists with a segment.bytes"));
+    assert.ok(said, JSON.stringify(lines));
+    assert.match(said.msg, /segment\.bytes of topic .* smaller than topics\.max_record_bytes/);
+    assert.match(said.fix ?? "", /--add-config segment\.bytes=1073741824$/);
     const consumer = await log.consumer(`${deployment}.read.segment`, [topic]);
     const read = await readToEnd(log, consumer, [topic]);
     await consumer.close();

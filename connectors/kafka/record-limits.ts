@@ -51,6 +51,21 @@ export function requestRecordLimit(socketRequestMaxBytes: number): RecordLimit {
   };
 }
 
+/** Kafka's default segment.bytes (1 GiB), and the largest it takes (an int32). */
+const DEFAULT_SEGMENT_BYTES = 2 ** 30;
+const MAX_SEGMENT_BYTES = 2 ** 31 - 1;
+/** Records of the largest size a suggested segment.bytes holds at least: a segment per record would make a file (and its indexes) per record. */
+const RECORDS_PER_SEGMENT = 16;
+
+/**
+ * The value of `config` (max.message.bytes or segment.bytes) an operator sets to take records of `needed` bytes: that for
+ * max.message.bytes, and for segment.bytes room for many of them, Kafka's default 1 GiB at least.
+ */
+export function raisedConfigValue(config: "max.message.bytes" | "segment.bytes", needed: number): number {
+  if (config === "max.message.bytes") return needed;
+  return Math.min(MAX_SEGMENT_BYTES, Math.max(DEFAULT_SEGMENT_BYTES, RECORDS_PER_SEGMENT * needed));
+}
+
 /** The tighter of two limits (the first when equal). */
 export function tighter(a: RecordLimit | undefined, b: RecordLimit | undefined): RecordLimit | undefined {
   if (a === undefined) return b;
