@@ -5,13 +5,14 @@
  * killing the process), so a stop sent in the first seconds of a container, before `run` installed its
  * listeners, was lost: the daemon started and ran on until the orchestrator's SIGKILL (found with
  * `podman stop` right after `podman run`: killed after the whole grace period, exit 137). Here the
- * daemon is PID 1 of a new PID namespace (unshare), its loading is held at the import of cli.ts by a
- * module hook until the test has sent SIGTERM, and it must then exit 0 without starting (its HTTP
- * server never answers). Its source is a closed port: nothing outside is touched.
+ * daemon is PID 1 of a new PID namespace (unshare), its loading is held by a module hook until the
+ * test has sent SIGTERM (at cli.ts, or before the re-exec with the main thread's heap flags, which
+ * drops a signal not yet dispatched), and it must then exit 0 without starting (its HTTP server never
+ * answers). Its source is a closed port: nothing outside is touched.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -23,7 +24,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const HOOKS = `import { existsSync, writeFileSync } from "node:fs";
 export async function resolve(specifier, context, next) {
-  if (specifier === "./cli.ts") {
+  if (specifier === process.env.GATE_SPECIFIER) {
     writeFileSync(process.env.GATE_WAITING, "");
     while (!existsSync(process.env.GATE_OPEN)) await new Promise((r) => setTimeout(r, 20));
   }
@@ -49,10 +50,13 @@ async function until<T>(what: string, check: () => T | undefined | Promise<T | u
   }
 }
 
-test("SIGTERM to sluice run as PID 1 while its modules load: it exits 0 and does not start", { timeout: 60_000 }, async () => {
+/** Runs `sluice run` as PID 1, holds its loading at the import of `gated` (in sluice.js) until SIGTERM is sent, and expects an exit 0 without a start. */
+async function signalWhileLoading(gated: string): Promise<void> {
+  const run = join(dir, gated.replace(/\W/g, "_"));
+  mkdirSync(run);
   const httpPort = await freePort();
   const closedPort = await freePort();
-  const config = join(dir, "sluice.yaml");
+  const config = join(run, "sluice.yaml");
   writeFileSync(
     config,
     `name: sigload
@@ -67,21 +71,19 @@ sources:
     tables: ["never.*"]
 topics:
   kind: embedded
-  path: ${join(dir, "sluice.db")}
+  path: ${join(run, "sluice.db")}
 sinks: []
 http:
   listen: 127.0.0.1:${httpPort}
 `,
   );
-  writeFileSync(join(dir, "hooks.mjs"), HOOKS);
-  writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(join(dir, "hooks.mjs")).href)});\n`);
-  const waiting = join(dir, "waiting");
-  const open = join(dir, "open");
+  const waiting = join(run, "waiting");
+  const open = join(run, "open");
 
   const child = spawn(
     "unshare",
     ["--pid", "--fork", "--kill-child", process.execPath, "--import", pathToFileURL(join(dir, "register.mjs")).href, join(import.meta.dirname, "sluice.js"), "run", "-c", config],
-    { env: { ...process.env, GATE_WAITING: waiting, GATE_OPEN: open, NODE_DISABLE_COMPILE_CACHE: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+    { env: { ...process.env, GATE_SPECIFIER: gated, GATE_WAITING: waiting, GATE_OPEN: open, NODE_DISABLE_COMPILE_CACHE: "1" }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -90,9 +92,9 @@ http:
   let exited = false;
   void exit.then(() => (exited = true));
   try {
-    // The daemon's process (PID 1 inside) is held at the import of cli.ts: send SIGTERM there, then let it load on.
+    // The daemon's process (PID 1 inside) is held at the import: send SIGTERM there, then let it load on.
     const daemonPid = await until("the daemon's process", () => childPidOf(child.pid!), () => exited);
-    await until("the daemon to load cli.ts", () => (existsSync(waiting) ? true : undefined), () => exited);
+    await until(`the daemon to import ${gated}`, () => (existsSync(waiting) ? true : undefined), () => exited);
     process.kill(daemonPid, "SIGTERM");
     writeFileSync(open, "");
     // Either it exits (the signal was heard), or its HTTP server answers (it started although told to stop).
@@ -109,4 +111,15 @@ http:
     if (!exited) child.kill("SIGKILL");
     await exit;
   }
+}
+
+writeFileSync(join(dir, "hooks.mjs"), HOOKS);
+writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(join(dir, "hooks.mjs")).href)});\n`);
+
+test("SIGTERM to sluice run as PID 1 while it loads the daemon's modules (after the heap-flags re-exec): it exits 0 and does not start", { timeout: 60_000 }, async () => {
+  await signalWhileLoading("./cli.ts");
+});
+
+test("SIGTERM to sluice run as PID 1 before its heap-flags re-exec: it exits 0 and does not start", { timeout: 60_000 }, async () => {
+  await signalWhileLoading("./memory-exec-start.ts");
 });

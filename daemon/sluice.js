@@ -38,8 +38,14 @@ if (cache?.directory) {
 if (args[0] === "run" && typeof process.execve === "function") {
   const { reexecForRun } = await import("./memory-exec-start.ts");
   const reexec = await reexecForRun(args.slice(1), process.env, process.execArgv, cache?.directory);
-  // Asked to stop before anything started: nothing to stop (the process it would start could miss the signal).
-  if (earlySignal !== undefined) process.exit(0);
+  // Loading modules need not turn the event loop: let a signal that came meanwhile be dispatched before the re-exec
+  // (which would drop it). Asked to stop before anything started: nothing to stop.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (earlySignal !== undefined) {
+    const line = { level: "info", time: new Date().toISOString(), service: "sluice", signal: earlySignal, msg: "signal before the start: not starting" };
+    process.stdout.write(`${JSON.stringify(line)}\n`, () => process.exit(0));
+    await new Promise(() => undefined);
+  }
   if (reexec !== null) {
     module.flushCompileCache?.();
     process.execve(process.execPath, [process.execPath, ...reexec.execArgv, ...reexec.flags, fileURLToPath(import.meta.url), ...args], reexec.env);
