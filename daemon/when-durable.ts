@@ -10,9 +10,17 @@ const WHEN_DURABLE = Symbol("sluice.whenDurable");
 
 type Marked = ProducedRecord & { [WHEN_DURABLE]?: () => void };
 
-/** `record`, asking for `work` once the topic log stored it (capture: durableWork). */
+/** `record`, asking for `work` once the topic log stored it (capture: durableWork); after any work it asked for already. */
 export function whenDurable<T extends ProducedRecord>(record: T, work: () => void): T {
-  (record as Marked)[WHEN_DURABLE] = work;
+  const marked = record as Marked;
+  const before = marked[WHEN_DURABLE];
+  marked[WHEN_DURABLE] =
+    before === undefined
+      ? work
+      : () => {
+          before();
+          work();
+        };
   return record;
 }
 

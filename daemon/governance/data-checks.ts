@@ -13,6 +13,7 @@ import { SluiceError } from "../../connectors/errors.ts";
 import { dataCheckDeadLetterTopic } from "../../connectors/topics/names.ts";
 import type { DataCheck, GovernanceConfig } from "../../config/governance.ts";
 import { serializeEventBytes } from "../event-json.ts";
+import { whenDurable } from "../when-durable.ts";
 import type { Logger } from "../../runtime/logger.ts";
 import { valueText } from "./transforms.ts";
 
@@ -138,6 +139,11 @@ export class DataChecks {
   private pendingTable = "";
   private pendingRows = 0;
   private reportQueued = false;
+  /**
+   * Failures of the change being checked, counted once its records are durable (withDataChecks sets it, takeFailures
+   * hands them over): a change checked again (its batch encoded again after a failed write) is counted once. Null: counted at once.
+   */
+  private unreported: { table: string; check: string }[] | null = null;
 
   constructor(sourceName: string, config: GovernanceConfig, logger: Logger, stats: DataCheckStats = {}) {
     this.sourceName = sourceName;
@@ -182,6 +188,23 @@ export class DataChecks {
     }
   }
 
+  /** From now on the metric counts a change's failures when its records are durable (takeFailures, reportFailures), not when it is checked. */
+  countWhenDurable(): void {
+    this.unreported ??= [];
+  }
+
+  /** The failures of the changes checked since the last call, for the metric; null when none (or not deferred). */
+  takeFailures(): { table: string; check: string }[] | null {
+    if (this.unreported === null || this.unreported.length === 0) return null;
+    const taken = this.unreported;
+    this.unreported = [];
+    return taken;
+  }
+
+  reportFailures(failures: readonly { table: string; check: string }[] | null): void {
+    if (failures !== null) for (const { table, check } of failures) this.stats.onFailure?.(table, check);
+  }
+
   /** Failures so far, per table, check and column. */
   failures(): DataCheckFailures[] {
     return [...this.failed.values()].map((f) => ({ ...f }));
@@ -217,6 +240,8 @@ export class DataChecks {
       const failure = { check, reason };
       this.record(event, table, failure);
       if (check.action === "halt") {
+        // The table halts (the change is parked, checked again only when an operator releases it): counted now.
+        this.reportFailures(this.takeFailures());
         throw new SluiceError(
           `table ${table}: the row with key ${keyText(event)} fails data check ${check.check} of column ${check.column} (its value ${reason}); the table is halted at capture. Fix the row at the source or the check, then "sluice halted retry|skip --source ${this.sourceName} --table ${table}"`,
           { code: DATA_CHECK_FAILED, context: { component: "capture", source: this.sourceName, table, column: check.column, key: keyText(event), check: check.check } },
@@ -272,7 +297,8 @@ export class DataChecks {
     entry.lastKey = key;
     entry.lastAt = new Date().toISOString();
     this.failed.set(id, entry);
-    this.stats.onFailure?.(table, check.check);
+    if (this.unreported !== null && event !== null) this.unreported.push({ table, check: check.check });
+    else this.stats.onFailure?.(table, check.check);
     // The value is never logged: it may be the very data the check guards.
     this.logger.warn({ table, key, column, check: check.check, action: check.action, reason: failure.reason }, `data check ${check.check} failed: table ${table}, key ${key ?? "-"}, column ${column ?? "-"} (${check.action})`);
   }
@@ -300,6 +326,16 @@ export function withDataChecks(
   sealer?: ParkedChangeSealer,
 ): ChangeEncoder & { startBatch(): void } {
   if (!checks.active) return Object.assign(inner, { startBatch: () => undefined });
+  checks.countWhenDurable();
+  // The change's failures counted once its first record is durable (capture runs the work after the write that stored
+  // it); a change that makes no record is counted at once.
+  type Failures = ReturnType<DataChecks["takeFailures"]>;
+  const counted = (records: ProducedRecord[], failures: Failures = checks.takeFailures()): ProducedRecord[] => {
+    if (failures === null) return records;
+    if (records[0] === undefined) checks.reportFailures(failures);
+    else whenDurable(records[0], () => checks.reportFailures(failures));
+    return records;
+  };
   let created = false;
   // An event encodeNow checked but left to encode (capture calls encode next, with the same event): checked once, not twice.
   let checked: { event: ChangeEvent; failure: Failure | null } | null = null;
@@ -330,19 +366,22 @@ export function withDataChecks(
       // A dead letter to seal waits for its key: `encode`.
       const records = failure === null ? inner.encodeNow(event) : created && !sealer ? deadLetter(event, failure) : undefined;
       if (records === undefined) checked = { event, failure };
-      return records;
+      return records === undefined ? undefined : counted(records);
     },
     async encode(event: ChangeEvent): Promise<ProducedRecord[]> {
       const failure = checked?.event === event ? checked.failure : checks.inspect(event);
       checked = null;
-      if (failure === null) return inner.encode(event);
+      // Taken before any await: another change's checks may run meanwhile. Not counted when the encoding fails: the change
+      // is checked again when it is encoded again (a halted table released, capture reconnecting), and counted then.
+      const failures = checks.takeFailures();
+      if (failure === null) return counted(await inner.encode(event), failures);
       if (!created) {
         await createTopic();
         created = true;
       }
-      if (!sealer) return deadLetter(event, failure);
+      if (!sealer) return counted(deadLetter(event, failure), failures);
       const sealed = await sealer.seal(event);
-      return deadLetter(sealed.event, failure, sealed.headers);
+      return counted(deadLetter(sealed.event, failure, sealed.headers), failures);
     },
   };
 }
