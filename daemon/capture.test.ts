@@ -167,6 +167,22 @@ test("an incompatible schema halts only its table; its events are parked, not lo
   assert.equal(log.checkpoint?.position.commit, 20n);
 });
 
+test("a change its source could not read whole (ChangeEvent.refusal) halts its table with the refusal, whatever its code, and is parked unencoded; the other table flows on", async () => {
+  const refusal = { code: "MYSQL_VALUE_TOO_LARGE", message: "table public.big, column doc: too large to decompress", context: { table: "public.big", column: "doc", bytes: 123 } };
+  const refused = { ...event("big", 5n, 10n), refusal };
+  const source = new ScriptedSource([[event("a", 1n, 10n), refused, event("big", 6n, 10n), event("a", 2n, 10n)]]);
+  const log = new MemoryLog();
+  const encoded: string[] = [];
+  const counting: ChangeEncoder = { encode: async (e) => (encoded.push(`${e.schema.table}:${String(e.key["id"])}`), encoder.encode(e)), encodeNow: (e) => void encoded.push(`now ${e.schema.table}:${String(e.key["id"])}`) };
+  const pipeline = new CapturePipeline({ source, log: log as unknown as TopicLog, encoder: counting, logger: silent, parkingTopic: "t.parked", reconnect: { initialMs: 1, maxMs: 1 } });
+  await runUntil(pipeline, () => source.acked.length === 1);
+  assert.deepEqual(pipeline.haltedTables().map((h) => [h.table, h.code, h.column, h.bytes, h.error]), [["public.big", "MYSQL_VALUE_TOO_LARGE", "doc", 123, refusal.message]]);
+  assert.ok(!encoded.some((e) => e.includes("big")), `encoded: ${encoded.join(", ")}`);
+  assert.deepEqual(log.records.map((r) => r.topic), ["pg.public.a", "t.parked", "t.parked", "pg.public.a"]);
+  assert.deepEqual(deserializeEvent(log.records[1]!.value!.toString()).refusal, refusal);
+  assert.equal(log.checkpoint?.position.commit, 10n);
+});
+
 test("a permanent source error stops capture with that error", async () => {
   const source = new ScriptedSource([]);
   source.connect = async () => {
