@@ -348,6 +348,47 @@ test("a table created while capture streams joins the publication and is backfil
   }
 });
 
+test("a table dropped and created again that is already in the publication when a look first lists it is emptied and read (a put-back raced with the drop)", async () => {
+  // What a look's put-back leaves when the captured table is dropped and created again between the look's listing and
+  // its ALTER PUBLICATION: the ALTER adds the new table by name, its backfill request names the dropped relid (nothing
+  // to read), and the next look finds the new table already in the publication. Staged in one transaction here, so
+  // whenever the looks run they find the same thing; the new table's rows (CREATE TABLE AS) are in no change.
+  const raced = randomName("raced");
+  await admin.query(`CREATE SCHEMA "${raced}"`);
+  const c = sourceConfig({ tables: [`${raced}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  const ids = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  try {
+    await admin.query(`CREATE TABLE "${raced}".t AS SELECT i AS id, i AS v, 'old' AS note FROM generate_series(1, 20) i`);
+    await admin.query(`ALTER TABLE "${raced}".t ADD PRIMARY KEY (id)`);
+    const source = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("t");
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => fold.visible().size === 20 && streamingOnly(state));
+
+    await admin.query(
+      `BEGIN; DROP TABLE "${raced}".t; CREATE TABLE "${raced}".t AS SELECT i AS id, i AS v, 'new' AS note FROM generate_series(101, 130) i; ` +
+        `ALTER TABLE "${raced}".t ADD PRIMARY KEY (id); ALTER PUBLICATION "${c.publication}" ADD TABLE "${raced}".t; COMMIT`,
+    );
+    const keys = () => [...fold.visible().keys()].map(Number).sort((a, b) => a - b);
+    await waitFor("the new table's rows, and only them", () => keys().length === 30 && keys()[0] === 101 && noTasks(state), 20_000);
+    await admin.query(`INSERT INTO "${raced}".t VALUES (131, 131, 'streamed')`);
+    await waitFor("a change of the new table, streamed", () => fold.visible().get("131")?.["note"] === "streamed", 20_000);
+    assert.deepEqual(keys(), ids(101, 131));
+    assert.ok(ids(101, 130).every((id) => fold.visible().get(String(id))?.["note"] === "new"));
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${raced}" CASCADE`);
+  }
+});
+
 test("a crash between a table joining the publication and its backfill request reaching a checkpoint does not lose the backfill (created while streaming, or added while Sluice was down)", async () => {
   const crashed = randomName("crashed");
   await admin.query(`CREATE SCHEMA "${crashed}"`);
