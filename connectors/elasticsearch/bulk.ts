@@ -25,10 +25,11 @@ export type ItemOutcome =
 
 /**
  * The index itself refuses every write (a block), is closed (POST <index>/_close), is no longer there (deleted, or its alias
- * removed), or its alias names more indices than one and none of them as its write index (an operator added another index
- * to it): no fault of the row.
+ * removed), its alias names more indices than one and none of them as its write index (an operator added another index
+ * to it), or its alias sent the write to an index not expected (BulkOptions.expectIndexes: the alias moved by hand): no
+ * fault of the row.
  */
-export type TargetRefusal = "blocked" | "closed" | "gone" | "ambiguous";
+export type TargetRefusal = "blocked" | "closed" | "gone" | "ambiguous" | "moved";
 
 export interface BulkOptions {
   readonly maxBytes: number;
@@ -45,6 +46,12 @@ export interface BulkOptions {
    * operation names its index.
    */
   readonly index?: string;
+  /**
+   * The indexes the operations may land in (the live index behind the alias they name, a rebuild's too). Elasticsearch
+   * sends a write through an alias to whatever index the alias names now, without an error: one answered from another
+   * index (the alias moved by hand while the sink ran) fails as "moved". Unset: not checked.
+   */
+  readonly expectIndexes?: readonly string[];
   readonly retry: { readonly initial: number; readonly max: number };
   /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
   readonly itemAttempts?: number;
@@ -57,6 +64,8 @@ export interface BulkOptions {
 
 interface BulkItemResult {
   readonly status: number;
+  /** The index written (asked for with BulkOptions.expectIndexes). */
+  readonly _index?: string;
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
 
@@ -112,7 +121,7 @@ export async function runBulk(client: Client, operations: NdjsonOperations, opti
     for (const members of planBodies(operations, options.maxBytes, pending)) {
       const items = await sendBodyOrEach(client, operations, members, options);
       members.forEach((index, position) => {
-        const outcome = items === null ? APPLIED : classify(items[position]);
+        const outcome = items === null ? APPLIED : classify(items[position], options.expectIndexes);
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
       });
@@ -133,8 +142,11 @@ const APPLIED: ItemOutcome = Object.freeze({ kind: "applied" });
 const STALE: ItemOutcome = Object.freeze({ kind: "stale" });
 const APPLIED_ITEM: BulkItemResult = Object.freeze({ status: 200 });
 
-function classify(item: BulkItemResult | undefined): ItemOutcome {
+function classify(item: BulkItemResult | undefined, expectIndexes?: readonly string[]): ItemOutcome {
   if (item === undefined) return { kind: "failed", retriable: true, reason: "no result for this item in the bulk response" };
+  if (expectIndexes !== undefined && item._index !== undefined && !expectIndexes.includes(item._index) && ((item.status >= 200 && item.status < 300) || item.status === 409)) {
+    return { kind: "failed", retriable: false, reason: `written to index "${item._index}", not ${expectIndexes.map((name) => `"${name}"`).join(" or ")}`, target: "moved" };
+  }
   if (item.status >= 200 && item.status < 300) return APPLIED;
   if (item.status === 409) return STALE;
   const reason = `${item.status} ${item.error?.type ?? "error"}: ${item.error?.reason ?? ""}${item.error?.caused_by?.reason ? ` (${item.error.caused_by.reason})` : ""}`;
@@ -190,7 +202,7 @@ async function sendBody(client: Client, body: Buffer, count: number, options: Bu
       try {
         result = await client.transport.request<Readable>(
           // Only what the outcomes need: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: "errors,items.*.status,items.*.error", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
+          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: options.expectIndexes === undefined ? "errors,items.*.status,items.*.error" : "errors,items.*.status,items.*.error,items.*._index", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
           // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
           // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
           // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.
@@ -201,7 +213,7 @@ async function sendBody(client: Client, body: Buffer, count: number, options: Bu
         throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
       try {
-        return await readReply(client, result, count, options.signal);
+        return await readReply(client, result, count, options.signal, options.expectIndexes);
       } catch (error) {
         throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
@@ -223,7 +235,7 @@ async function sendBody(client: Client, body: Buffer, count: number, options: Bu
  * parsed at all (as text and objects it was ~60 bytes of heap a change that outlived scavenges,
  * a tenth of what the sink thread promoted: docs/benchmarks.md).
  */
-async function readReply(client: Client, result: TransportResult<Readable>, count: number, signal: AbortSignal): Promise<BulkItems> {
+async function readReply(client: Client, result: TransportResult<Readable>, count: number, signal: AbortSignal, expectIndexes?: readonly string[]): Promise<BulkItems> {
   const { statusCode, headers, meta } = result;
   let bytes: Buffer;
   try {
@@ -250,7 +262,7 @@ async function readReply(client: Client, result: TransportResult<Readable>, coun
     }
     throw new errors.ResponseError({ ...result, body: reply }, { redaction: { type: "remove" } });
   }
-  if (allApplied(bytes, count)) return null;
+  if (allApplied(bytes, count) && (expectIndexes === undefined || onlyIndexes(bytes, expectIndexes))) return null;
   const reply = decodeJson(bytes.toString()) as { items?: Record<string, BulkItemResult>[] };
   return (reply.items ?? []).map(firstValue);
 }
@@ -271,6 +283,19 @@ function allApplied(bytes: Buffer, count: number): boolean {
   let statuses = 0;
   for (let at = bytes.indexOf(STATUS, items); at >= 0; at = bytes.indexOf(STATUS, at + STATUS.length)) statuses++;
   return statuses === count;
+}
+
+const INDEX = Buffer.from('"_index":"');
+
+/** Whether every item's `_index` in the reply is one of `names` (a scan of its bytes, nothing parsed). */
+function onlyIndexes(bytes: Buffer, names: readonly string[]): boolean {
+  const expected = names.map((name) => Buffer.from(name));
+  for (let at = bytes.indexOf(INDEX); at >= 0; at = bytes.indexOf(INDEX, at + INDEX.length)) {
+    const start = at + INDEX.length;
+    const end = bytes.indexOf(0x22, start);
+    if (!expected.some((name) => name.length === end - start && bytes.compare(name, 0, name.length, start, end) === 0)) return false;
+  }
+  return true;
 }
 
 /** An item's one entry (keyed by its action, `index` or `delete`), without listing its values. */

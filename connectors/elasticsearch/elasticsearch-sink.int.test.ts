@@ -573,6 +573,36 @@ describe("Elasticsearch sink specifics", () => {
     ]);
   });
 
+  test("an alias an operator moved to another index while the sink ran halts the table at the first write that lands there, and the batch is written again once the alias is put back", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    const live = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    const other = `${prefix}_moved_${randomBytes(3).toString("hex")}`;
+    await admin.indices.create({ index: other });
+    await admin.indices.updateAliases({ actions: [{ remove: { index: live, alias: target } }, { add: { index: other, alias: target } }] });
+    // Before: applied (into the operator's index, which the alias now shows), and the batch's offsets stored.
+    const result = await sink.write([events.insert(2n, { id: 2, v: "b" })], signal());
+    assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+    assert.match(result.failures[0]!.error.message, new RegExp(`alias "${target}" was written to index "${other}", not "${live}" \\(the alias was moved by hand while the sink ran\\).*put the alias back`));
+    assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the alias is put right");
+    await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }, { add: { index: live, alias: target, filter: aliasFilter(0n) as never } }] });
+    assert.deepEqual((await sink.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    // Another index made the alias's write index while the sink runs (not only found at open): the same.
+    await admin.indices.updateAliases({ actions: [{ add: { index: other, alias: target, is_write_index: true } }] });
+    const written = await sink.write([events.insert(3n, { id: 3, v: "c" })], signal());
+    assert.deepEqual(written.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]]);
+    assert.match(written.failures[0]!.error.message, new RegExp(`written to index "${other}"`));
+    await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }] });
+    assert.deepEqual((await sink.write([events.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", v: "a" },
+      { id: "2", v: "b" },
+      { id: "3", v: "c" },
+    ]);
+    await admin.indices.delete({ index: other });
+  });
+
   test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {
     for (const deleted of ["index", "alias"] as const) {
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

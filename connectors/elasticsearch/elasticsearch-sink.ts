@@ -536,7 +536,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       if (operations.length === 0) return;
       this.#bulkCapacity.set(index, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
       const sent = table.members();
-      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, index: writeAlias(index), ...(sent === undefined ? {} : { members: sent }) });
+      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, index: writeAlias(index), expectIndexes: [index.physical], ...(sent === undefined ? {} : { members: sent }) });
       // Any failure: the batch goes through #write, which sorts each change's fate by the sink's policy.
       for (const position of sent ?? outcomes.keys()) {
         const outcome = outcomes[position];
@@ -676,7 +676,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     }
     // A next write of about this size fits without growing its buffer.
     this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
-    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, ...(requestAlias === undefined ? {} : { index: requestAlias }) });
+    const expectIndexes = physicals.map((physical) => physical.physical);
+    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, expectIndexes, ...(requestAlias === undefined ? {} : { index: requestAlias }) });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
     if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targetGone(primary.target);
     outcomes.forEach((outcome, i) => {
@@ -692,7 +693,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
               ? indexGone(outcome.reason, where)
               : outcome.target === "ambiguous"
                 ? aliasAmbiguous(outcome.reason, where)
-                : rowRejected(outcome.reason, where);
+                : outcome.target === "moved"
+                  ? aliasMoved(primary.target, outcome.reason, where)
+                  : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
   }
@@ -911,7 +914,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   }
 
   /** One bulk request (split at bulk_bytes) with the sink's retry, logger and name. */
-  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members" | "index">): Promise<ItemOutcome[]> {
+  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members" | "index" | "expectIndexes">): Promise<ItemOutcome[]> {
     return runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name, ...options });
   }
 
@@ -972,6 +975,22 @@ function aliasAmbiguous(reason: string, where: { sink: string; table: string; po
     `Elasticsearch: ${reason} (an index was added to the table's alias by hand)`,
     where,
     "remove the other index from the alias (POST _aliases with a remove action; GET _alias/<alias> lists them), or make it the table's index alone; the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right; sluice halted retry reads it again at once",
+    undefined,
+    true,
+  );
+}
+
+/**
+ * The table's alias sent the batch's writes to another index than the sink's (moved by hand while the sink ran; Elasticsearch
+ * says so only in each item's `_index`). Halts the table before its offsets are stored, so the batch is written again once
+ * the alias is put right. The sink keeps writing through the alias to the index it knows: a move is followed only by a
+ * rebuild (which moves the alias itself) or at the next start.
+ */
+function aliasMoved(alias: string, reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: a write through the alias "${alias}" was ${reason} (the alias was moved by hand while the sink ran); the table's writes through it land in that index`,
+    where,
+    `put the alias back on the table's index alone (POST _aliases; GET _alias/${alias} shows where it is): the sink follows a move only when it starts; the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right, writing the batch again; sluice halted retry reads it again at once`,
     undefined,
     true,
   );
