@@ -2,15 +2,18 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { SinkChange, TopicLog } from "../connectors/contracts.ts";
 import { createDuckDbSink } from "../connectors/duckdb/duckdb-sink.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import { markPersonalValues, PERSONAL_VALUE } from "../connectors/sinks/personal-values.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, tableSchema } from "../connectors/sinks/test-events.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
+import { createLogger } from "../runtime/logger.ts";
 import { historyGaps, rebuildSink, rebuildTolerance, rowCountMismatches } from "./rebuild.ts";
 import { Misfits } from "./rebuild-shape.ts";
 import { abandonRebuild } from "./rebuild-abandon.ts";
@@ -466,4 +469,46 @@ test("abandoning an interrupted rebuild is refused while other processes run the
   assert.deepEqual(await sink.rebuildShadows(signal), []);
   assert.deepEqual(await sink.query(`SELECT id, name FROM public_items`), [{ id: 1, name: "one" }]);
   await sink.close();
+});
+
+test("a retriable write failure quoting a personal value is waited out with the value redacted in its warning and in the progress", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-redact-"));
+  const lines: string[] = [];
+  const logger = createLogger("warn", new Writable({ write: (chunk, _e, done) => (lines.push(String(chunk)), done()) }) as never);
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger });
+  const events = new Events(tableSchema("people", [["id", "integer"], ["email", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const email = "ann.secret@example.com";
+  await produceAll(log, events.topic, [events.insert(1n, { id: 1, email })]);
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  // As the personal-data decryptor marks the clear values it put into an event.
+  const decoder: RebuildOptions["decoder"] = {
+    decode: async (record) => {
+      const event = await jsonDecoder.decode(record);
+      if (event) markPersonalValues(event, [String(event.after?.["email"])]);
+      return event;
+    },
+  };
+  const writeRebuild = sink.writeRebuild.bind(sink);
+  let calls = 0;
+  sink.writeRebuild = async (changes, writeSignal) => {
+    if (++calls === 1) throw new ConnectionError(`target went away while writing '${email}'`, { context: { component: "test", row: email } });
+    return writeRebuild(changes, writeSignal);
+  };
+  const progress: RebuildProgress[] = [];
+  const report = await rebuildSink({ sink, log, decoder, topics: [events.topic], group: "wh.rebuild", logger, signal, retry: { initialMs: 1, maxMs: 1 }, onProgress: (p) => progress.push(p) });
+  assert.equal(report.records, 1);
+  assert.equal(calls, 2, "the write was tried again");
+  const waiting = progress.map((p) => p.waiting).filter((w) => typeof w === "string");
+  assert.equal(waiting.length, 1);
+  assert.match(waiting[0]!, /target went away while writing '\[personal value\]'/);
+  const warnings = lines.filter((line) => line.includes("waits for its target"));
+  assert.equal(warnings.length, 1);
+  assert.ok(warnings[0]!.includes(PERSONAL_VALUE));
+  for (const text of [...waiting, ...lines]) assert.ok(!text.includes(email), `the personal value reached: ${text}`);
+  assert.deepEqual(await sink.query(`SELECT id, email FROM public_people`), [{ id: 1, email }]);
+  await sink.close();
+  await log.close();
 });

@@ -287,13 +287,18 @@ async function newestTruncates(
 async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], signal: AbortSignal, waitOut: TargetRetry): Promise<number> {
   if (changes.length === 0) return 0;
   // A server's refusal may quote a row's values: the personal ones never reach the rebuild's error (log, progress, command output).
-  let result: Awaited<ReturnType<RebuildableSink["writeRebuild"]>>;
-  try {
-    // Written again whole after a retriable failure: the new generation applies by version, so rows written twice are written once.
-    result = await waitOut("write", () => sink.writeRebuild(changes, signal));
-  } catch (error) {
-    throw error instanceof Error ? new Redactor(personalValuesOf(changes.map((c) => c.event))).error(error) : error;
-  }
+  // Redacted inside the retried step, as each failure is warned and shown while the rebuild waits; in place, so it stays retriable or not.
+  let redactor: Redactor | undefined;
+  const write = async () => {
+    try {
+      return await sink.writeRebuild(changes, signal);
+    } catch (error) {
+      redactor ??= new Redactor(personalValuesOf(changes.map((c) => c.event)));
+      throw error instanceof Error ? redactor.error(error) : error;
+    }
+  };
+  // Written again whole after a retriable failure: the new generation applies by version, so rows written twice are written once.
+  const result = await waitOut("write", write);
   if (result.failures.length > 0) {
     const first = result.failures[0]!;
     redactFailures([first], changes);
