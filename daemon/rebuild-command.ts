@@ -26,6 +26,8 @@ import type { AbandonReport } from "./rebuild-abandon.ts";
 import { eraseInSink } from "./governance/erasure.ts";
 import { watchRebuildErasures } from "./governance/rebuild-erasures.ts";
 import { oneLine } from "./terminal-text.ts";
+import { sinkNotHere } from "./sink-elsewhere.ts";
+import type { SeenInstance } from "./sink-elsewhere.ts";
 
 export interface RebuildIo {
   stdout(text: string): void;
@@ -62,6 +64,12 @@ export async function runRebuildCommand(
   if (typeof found === "number") return found;
   const { sinkConfig, running } = found;
   if (!execute) {
+    // The daemon at http.listen may run other roles only (scale-out): the dry run says so, as --execute would be answered.
+    const elsewhere = running ? await daemonRunsElsewhere(config, sinkName) : null;
+    if (elsewhere !== null) {
+      io.stderr(`sluice replay: the daemon at http.listen would not rebuild sink "${sinkName}": ${elsewhere}.\nDry run: nothing changed.\n`);
+      return 1;
+    }
     // The same history check the rebuild makes first: a dry run shows the refusal too.
     const readLog = await openTopicLogForCommand(config.topics, config.name, logger, "read-only");
     try {
@@ -213,6 +221,16 @@ async function sinkAndDaemon(config: SluiceConfig, sinkName: string, io: Rebuild
     return 1;
   }
   return { sinkConfig, running };
+}
+
+/** Why the daemon at http.listen does not run `sinkName`, as its /status tells (sink-elsewhere.ts); null when it does, or cannot tell. */
+async function daemonRunsElsewhere(config: SluiceConfig, sinkName: string): Promise<string | null> {
+  const answer = await callDaemon(config, "/status", { timeoutMs: 10_000 }).catch(() => null);
+  if (!answer?.ok) return null;
+  const status = answerOf<{ instance?: { roles?: string[]; sinks?: string[] }; instances?: SeenInstance[] }>(answer);
+  const here = status.instance?.sinks;
+  if (here === undefined) return null;
+  return sinkNotHere(sinkName, { configured: config.sinks.map((s) => s.name), here, roles: status.instance?.roles ?? [] }, status.instances ?? []);
 }
 
 /** The daemon's JSON answer; one that is not JSON (a proxy's page) is read as an error named by the status text. */

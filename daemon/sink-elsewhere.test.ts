@@ -78,6 +78,12 @@ test("a capture-only process answers every sink-scoped request for a sink of the
     const code = await runRebuildCommand(config, "wh", true, { stdout: () => undefined, stderr: (text) => err.push(text) }, pino({ level: "silent" }));
     assert.equal(code, 1);
     assert.match(err.join(""), /^sluice replay: the daemon could not rebuild sink "wh": sink "wh" is in the config but does not run in this process/);
+    // The dry run says so too (it said "The running daemon will do it").
+    const dry: string[] = [];
+    const out: string[] = [];
+    assert.equal(await runRebuildCommand(config, "wh", false, { stdout: (text) => out.push(text), stderr: (text) => dry.push(text) }, pino({ level: "silent" })), 1);
+    assert.match(dry.join(""), /^sluice replay: the daemon at http.listen would not rebuild sink "wh": sink "wh" is in the config but does not run in this process .*\nDry run: nothing changed\.\n$/s);
+    assert.deepEqual(out, []);
   } finally {
     await daemon.stop("test done");
     rmSync(dir, { recursive: true, force: true });
