@@ -7,6 +7,7 @@ import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import type { MemoryPlan } from "../config/memory.ts";
 import { mainHeapFlags } from "../config/memory.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { cgroupMemoryLimit, type CgroupMemoryLimit } from "../runtime/cgroup-memory.ts";
 
 const MiB = 2 ** 20;
 
@@ -47,8 +48,18 @@ export function mainHeapLimitMb(): number {
   return Math.round(getHeapStatistics().heap_size_limit / MiB);
 }
 
-export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb()): void {
-  logger.info({ memory: memorySummary(plan) }, "memory budget");
+export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb(), containerLimit: CgroupMemoryLimit | null = cgroupMemoryLimit()): void {
+  logger.info({ memory: { ...memorySummary(plan), ...(containerLimit ? { containerLimitMiB: Math.round(containerLimit.bytes / MiB) } : {}) } }, "memory budget");
+  // The budget is kept by Sluice, the container's limit by the kernel: above it, the process may be killed (OOMKilled) on
+  // the way to its budget, e.g. through a backlog, with no word from Sluice.
+  if (containerLimit !== null && containerLimit.bytes < plan.budgetBytes) {
+    const budget = Math.round(plan.budgetBytes / MiB);
+    const limit = Math.floor(containerLimit.bytes / MiB);
+    logger.warn(
+      { memoryMiB: budget, containerLimitMiB: limit, file: containerLimit.file },
+      `the memory budget (${budget}MiB${plan.budgetFrom === "raised" ? ", raised from the default for what this process runs" : ""}) is above this container's memory limit (${limit}MiB, ${containerLimit.file}): the kernel may kill it (OOMKilled) before it reaches its budget. Raise the container's limit to about a quarter above the budget (${Math.ceil((budget * 1.25) / 16) * 16}MiB)${plan.budgetFrom === "raised" ? ", or run sinks in another process (--role)" : ", or lower memory in the config"} (docs/operations.md#memory)`,
+    );
+  }
   // A warning: the container's memory limit, sized for the default, may be too small for it.
   if (plan.budgetFrom === "raised") {
     const mib = Math.round(plan.budgetBytes / MiB);
