@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@elastic/elasticsearch";
 import { elasticsearch } from "../../test/services/ports.ts";
@@ -782,6 +784,48 @@ describe("Elasticsearch sink specifics", () => {
       await sink.abortRebuild(events.schema, signal());
     }
     assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]), ["1", "5"]);
+  });
+
+  test("a rebuild's index made by the server whose reply was lost (connection cut): the prepare tried again leaves one index under the rebuild alias, and the swap leaves one generation", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    // Forwards every request to Elasticsearch; the first that creates the rebuild's index is applied, then its reply dropped.
+    let cut = false;
+    const proxy = createServer((request, response) => {
+      const upstream = httpRequest(`${elasticsearch.url}${request.url ?? "/"}`, { method: request.method, headers: request.headers }, (reply) => {
+        if (!cut && request.method === "PUT" && request.url?.startsWith(`/${target}__v2`)) {
+          cut = true;
+          reply.resume();
+          reply.on("end", () => response.socket?.destroy());
+          return;
+        }
+        response.writeHead(reply.statusCode ?? 502, reply.headers);
+        reply.pipe(response);
+      });
+      request.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const port = (proxy.address() as AddressInfo).port;
+    const cutSink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: `es_${randomTableName("c")}`, nodes: [`http://127.0.0.1:${port}`], bulk_bytes: 5 * 2 ** 20, target: template }), { logger: testLogger(), refresh: true });
+    await cutSink.open(signal());
+    try {
+      assert.deepEqual((await cutSink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      await assert.rejects(cutSink.prepareRebuild(events.schema, signal()), (error: SluiceError) => error.retriable);
+      assert.ok(cut, "the create's reply was dropped");
+      assert.equal((await admin.indices.exists({ index: `${target}__v2` })).valueOf(), true, "the server made it");
+      // As the rebuild's retry does.
+      await cutSink.prepareRebuild(events.schema, signal());
+      const marked = Object.keys(await admin.indices.getAlias({ name: rebuildAlias(target), expand_wildcards: "all" }));
+      assert.equal(marked.length, 1, `one index under the rebuild alias: ${marked.join(", ")}`);
+      assert.deepEqual((await cutSink.writeRebuild([events.insert(2n, { id: 1, v: "b" })], signal())).failures, []);
+      await cutSink.swap(events.schema, signal());
+      const generations = Object.keys(await admin.indices.get({ index: `${target}__v*`, expand_wildcards: "all" }));
+      assert.deepEqual(generations, marked, "only the rebuilt generation is left");
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["v"]), ["b"]);
+    } finally {
+      await cutSink.close();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   test("bulk requests are split by bulk_bytes", async () => {

@@ -239,6 +239,9 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const generation = ++indexes.maxGeneration;
       const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [], owner: tableIdOf(table) };
       await this.#idx().create(shadow, signal).catch((error: unknown) => {
+        // The server may have made the index (with its rebuild alias) before the reply was lost: the step
+        // tried again reads what exists, drops that index and makes the next, never two under the alias.
+        this.#targets.delete(target);
         throw nameTaken(error) ? takenRefusal(shadow, context, error) : error;
       });
       indexes.shadow = shadow;
