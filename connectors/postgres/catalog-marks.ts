@@ -102,3 +102,51 @@ function decodeLabels(value: unknown): Map<number, string> | null {
   }
   return labels;
 }
+
+/**
+ * The mark of a captured table out of the publication at the last look (pg_publication_rel oids are never 0). Kept in
+ * the marks, so a table found back in the publication later (put back by hand or by a tool while Sluice's own put-back
+ * waited on a lock, or while Sluice was stopped) is read again like one taken out and put back between two looks.
+ */
+export const OUT_OF_PUBLICATION = 0;
+
+export interface Readded {
+  readonly relid: number;
+  /** Its pg_publication_rel row now. */
+  readonly member: number;
+  /** Its row at the last look, or OUT_OF_PUBLICATION. */
+  readonly was: number;
+}
+
+export interface MembershipLook {
+  /** What the next look compares with: the rows now, and the captured tables out since the last look marked out. */
+  readonly seen: PublicationMarks | null;
+  /** Captured tables in the publication with another row than at the last look (out in between, or out then). */
+  readonly readded: readonly Readded[];
+}
+
+/**
+ * Compares the publication's rows now with those of the last look, for the captured tables (`captured`, relids). A
+ * captured table the last look saw (in or out) and now missing is marked out; one marked out and now back, or back
+ * with a new row, is re-added. Compared only across looks of the same publication (one created again is not).
+ */
+export function compareMemberships(before: PublicationMarks | null, now: PublicationMarks | null, captured: Iterable<number>): MembershipLook {
+  if (now === null || before === null || before.publication !== now.publication) return { seen: now, readded: [] };
+  const members = new Map(now.members);
+  const readded: Readded[] = [];
+  for (const relid of captured) {
+    const was = before.members.get(relid);
+    const is = now.members.get(relid);
+    if (was === undefined) continue;
+    if (is === undefined) members.set(relid, OUT_OF_PUBLICATION);
+    else if (is !== was) readded.push({ relid, member: is, was });
+  }
+  return { seen: { publication: now.publication, members }, readded };
+}
+
+/** `marks` with the tables `relids` marked out of the publication (those a start could not put back, a lock kept out). */
+export function markedOut(marks: PublicationMarks, relids: Iterable<number>): PublicationMarks {
+  const members = new Map(marks.members);
+  for (const relid of relids) members.set(relid, OUT_OF_PUBLICATION);
+  return { publication: marks.publication, members };
+}

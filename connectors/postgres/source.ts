@@ -59,7 +59,7 @@ import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
 import { RelationLayouts } from "./relation-layouts.ts";
-import { decodeCatalogMarks, encodeCatalogMarks, NO_MARKS } from "./catalog-marks.ts";
+import { compareMemberships, decodeCatalogMarks, encodeCatalogMarks, markedOut, NO_MARKS } from "./catalog-marks.ts";
 import type { CatalogMarks, PublicationMarks } from "./catalog-marks.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
@@ -381,7 +381,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Streaming without an initial snapshot, the record may lack tables no change has published yet (a checkpoint from
     // before it was kept, snapshot.mode never): they are read from the catalog now (an initial snapshot reads them all).
     if (plan.kind === "stream" || plan.kind === "create-and-stream") await this.seedLayouts(catalog, tables, server.version);
-    await this.takeUpMarks(catalog, plan.kind === "stream", tables, added, publication?.allTables === true);
+    await this.takeUpMarks(catalog, plan.kind === "stream", tables, added, locked, publication?.allTables === true);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
@@ -919,8 +919,10 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Told once it is done. Those ensurePublication could not add (it warned why) are tried again after a while.
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill);
     this.republished.tried(fresh, added, now);
-    // Put back by Sluice itself, with its backfill: their new memberships are no one else's.
-    if (added.length > 0) this.memberships = await publicationMemberships(catalog, this.names.publication);
+    // Put back by Sluice itself, with its backfill: their new memberships are no one else's (those still out stay marked out).
+    // A read again still pending for one of them is that backfill's.
+    for (const table of added) this.readdedPending.delete(table.relid);
+    if (added.length > 0) await this.compareMemberships(await publicationMemberships(catalog, this.names.publication), new Map(known.map((t) => [t.relid, t])), new Set(added.map((t) => t.relid)));
     if (added.length > 0) {
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
@@ -948,22 +950,26 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   private async readReaddedTables(catalog: pg.Client, known: readonly TableRef[]): Promise<void> {
-    const now = await publicationMemberships(catalog, this.names.publication);
-    const before = this.memberships;
-    // Stored whatever the requests below do: a failed one is kept in readdedPending, not found again by comparing.
-    this.memberships = now;
-    const captured = new Set(known.map((t) => t.relid));
+    const captured = new Map(known.map((t) => [t.relid, t]));
     for (const relid of this.readdedPending.keys()) if (!captured.has(relid)) this.readdedPending.delete(relid);
-    const readded: { table: TableRef; member: number; was: number }[] = [];
-    if (now !== null && before !== null && before.publication === now.publication) {
-      for (const table of known) {
-        const was = before.members.get(table.relid);
-        const is = now.members.get(table.relid);
-        if (was !== undefined && is !== undefined && was !== is && !this.readdedPending.has(table.relid)) readded.push({ table, member: is, was });
-      }
+    const pending = [...this.readdedPending.values()];
+    await this.compareMemberships(await publicationMemberships(catalog, this.names.publication), captured, new Set());
+    for (const { table, member, was } of pending) await this.readReadded(table, member, was);
+  }
+
+  /**
+   * Takes `now` as what the next look compares with (a captured table out of the publication since the last look
+   * marked out: compareMemberships), and reads again the captured tables found re-added, but those Sluice itself put
+   * back (`putBack`, read by their backfill). Stored whatever the requests do: a failed one is kept in readdedPending.
+   */
+  private async compareMemberships(now: PublicationMarks | null, captured: ReadonlyMap<number, TableRef>, putBack: ReadonlySet<number>): Promise<void> {
+    const look = compareMemberships(this.memberships, now, captured.keys());
+    this.memberships = look.seen;
+    for (const { relid, member, was } of look.readded) {
+      const table = captured.get(relid);
+      if (table === undefined || putBack.has(relid) || this.readdedPending.has(relid)) continue;
+      await this.readReadded(table, member, was);
     }
-    for (const { table, member, was } of this.readdedPending.values()) readded.push({ table, member, was });
-    for (const { table, member, was } of readded) await this.readReadded(table, member, was);
   }
 
   /**
@@ -1046,7 +1052,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * each, only then): a change made after them is seen at the first look. The tables start put back in the publication
    * itself (`added`, their rows read by their backfill) are not compared.
    */
-  private async takeUpMarks(catalog: pg.Client, resuming: boolean, tables: readonly TableRef[], added: readonly TableRef[], allTables: boolean): Promise<void> {
+  private async takeUpMarks(catalog: pg.Client, resuming: boolean, tables: readonly TableRef[], added: readonly TableRef[], locked: readonly TableRef[], allTables: boolean): Promise<void> {
     if (!(resuming && this.marksTaken)) {
       const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : NO_MARKS;
       this.readdedPending.clear();
@@ -1058,12 +1064,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       if (stored.labels === null) await this.enumLabels.renamed(catalog, tables);
       this.marksTaken = true;
     }
-    // Put back by this start (also at a reconnect), with their backfill: their new rows are no one else's.
+    // Put back by this start (also at a reconnect), with their backfill: their new rows are no one else's, and a read
+    // again a reconnect kept pending for them is that backfill's.
     if (this.memberships !== null && added.length > 0) {
       const members = new Map(this.memberships.members);
       for (const table of added) members.delete(table.relid);
       this.memberships = { publication: this.memberships.publication, members };
     }
+    for (const table of added) this.readdedPending.delete(table.relid);
+    // Kept out by a lock (tried again by the looks after a while): put back by hand meanwhile, it is read again.
+    if (this.memberships !== null && locked.length > 0) this.memberships = markedOut(this.memberships, locked.map((t) => t.relid));
     this.saveMarks();
   }
 
