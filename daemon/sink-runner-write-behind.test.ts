@@ -17,7 +17,9 @@ import { SluiceError } from "../connectors/errors.ts";
 import type { OffsetWriteResult, StagedWrite, StagingSink, StoredSinkOffset } from "../connectors/sinks/contract.ts";
 import { CONTROL_TOPIC_HEADER } from "./control-records.ts";
 import { serializeEvent } from "./event-json.ts";
+import { LARGE_VALUE_BYTES } from "../runtime/large-values.ts";
 import { SinkRunner } from "./sink-runner.ts";
+import type { SinkRunnerOptions } from "./sink-runner.ts";
 import { event, runnerDefaults, silent } from "./sink-runner-test-support.ts";
 
 function encode(e: ChangeEvent) {
@@ -153,7 +155,12 @@ async function until(done: () => boolean, what: string, sink?: SlowStagingSink):
   assert.ok(done(), `timed out waiting for ${what}${sink ? `; the sink saw: ${sink.log.join(", ")}` : ""}`);
 }
 
-async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>, runner: SinkRunner) => Promise<void>, maxWaitMs = 20): Promise<void> {
+async function withRunner(
+  sink: SlowStagingSink,
+  body: (log: EmbeddedTopicLog, stop: AbortController, running: Promise<void>, runner: SinkRunner) => Promise<void>,
+  maxWaitMs = 20,
+  extra: Partial<SinkRunnerOptions> = {},
+): Promise<void> {
   const log = EmbeddedTopicLog.open({ path: join(mkdtempSync(join(tmpdir(), "sluice-sink-behind-")), "log.db"), logger: silent });
   for (const name of ["pg.public.a", "pg.public.b", "t.sluice.control"]) await log.createTopic({ name, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
   const runner = new SinkRunner({
@@ -164,6 +171,7 @@ async function withRunner(sink: SlowStagingSink, body: (log: EmbeddedTopicLog, s
     topics: async () => ["pg.public.a", "pg.public.b", "t.sluice.control"],
     batch: { maxRows: 100, maxBytes: 1 << 20, maxWaitMs },
     deadLetterTopic: "t.dlq.slow",
+    ...extra,
   });
   const stop = new AbortController();
   const running = runner.run(stop.signal);
@@ -340,4 +348,24 @@ test("a failed write settled by an operation between batches: the batch polled m
   assert.deepEqual([...sink.stored], [], "no offset stored past the unwritten batch");
   assert.ok(!sink.log.includes("applied a/4"), `the batch polled meanwhile is not written: ${sink.log.join(", ")}`);
   assert.match(operationOutcome, /^refused: .*refused for good/, "the operation does not run past a batch not written");
+});
+
+test("a large value written by a staged write is let go of (a collection) once its write is settled, not while the write holds it", async () => {
+  const sink = new SlowStagingSink();
+  const letGo: number[] = [];
+  await withRunner(
+    sink,
+    async (log) => {
+      await log.produce([encode(row("a", 1, 0, 10n, "x".repeat(LARGE_VALUE_BYTES)))]);
+      await until(() => sink.writesStarted === 1, "the staged write");
+      // Some turns of a runner that would let go of the batch while its write is under way.
+      for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.deepEqual(letGo.filter((bytes) => bytes >= LARGE_VALUE_BYTES), [], "the write under way holds the batch");
+      sink.release();
+      await until(() => letGo.some((bytes) => bytes >= LARGE_VALUE_BYTES), "the batch let go of after its write", sink);
+      assert.equal(sink.stored.get("pg.public.a:0"), 1n);
+    },
+    20,
+    { onLetGo: (bytes) => letGo.push(bytes) },
+  );
 });

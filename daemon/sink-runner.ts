@@ -90,6 +90,11 @@ export interface SinkRunnerOptions {
   readonly blockedRetryMs?: number;
   /** Called once the sink is open, before it reads (its failure is logged, not fatal): e.g. to look for an interrupted rebuild. */
   readonly onOpened?: (signal: AbortSignal) => Promise<void>;
+  /**
+   * Called between batches with the largest value (bytes) of the batches let go of since (0: none);
+   * default releaseLargeValue, a collection when that is a large value.
+   */
+  readonly onLetGo?: (largestValueBytes: number) => void;
 }
 
 export type { HaltedSinkTable } from "./halted.ts";
@@ -175,8 +180,17 @@ interface InFlightWrite {
   readonly stop: AbortSignal;
   readonly polledMs: number;
   readonly positions: Positions;
+  /** The largest value among `records`, in bytes: let go of once the write is settled. */
+  readonly largestValue: number;
   /** Settles once the write and then its offsets are stored (null), or with what failed; never rejects. */
   readonly done: Promise<WriteFailure | null>;
+}
+
+/** The largest value among `records`, in bytes. */
+function largestValueBytes(records: readonly StoredRecord[]): number {
+  let largest = 0;
+  for (let r = 0; r < records.length; r++) largest = Math.max(largest, records[r]!.value?.length ?? 0);
+  return largest;
 }
 
 const LEASE_TTL_MS = 15_000;
@@ -384,6 +398,8 @@ export class SinkRunner {
    * turn, after its write.
    */
   private inFlight: InFlightWrite | null = null;
+  /** The largest value of the batches let go of since the consume loop last passed it to onLetGo, in bytes. */
+  private largestLetGo = 0;
   /** A settle of the write under way that failed outside the consume loop (in a release, a forget): thrown there, the consumer replaced. */
   private settleFailure: unknown = null;
   /**
@@ -1087,17 +1103,17 @@ export class SinkRunner {
       while (!stop.aborted && !this.reopen) {
         if (this.groupCommitFailure !== null) await this.settleGroupCommits();
         this.throwSettleFailure();
-        const applied = await this.pollAndApply(consumer, stop);
-        // Once the batch's records are let go of (they lived in pollAndApply), a large value's buffers go with them.
-        if (applied.records > 0) releaseLargeValue(applied.largestValue);
-        else if (this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
-        else {
+        const polled = await this.pollAndApply(consumer, stop);
+        if (polled === 0 && this.resets.size > 0) await this.inTurn(() => this.applyDueResets(consumer, stop));
+        else if (polled === 0) {
           // Nothing to write: the credentials the last open was accepted with stand until a write says otherwise. Only
           // once read to the end: polls come back empty while a consumer joins its group (Kafka), before the refused
           // records are read again.
           if (this.inFlight === null && this.authRefusedSince !== null && (await this.readToEnd(consumer))) this.setAuthRefused(false);
           await this.inTurn(() => this.storePassedMarkers(consumer, stop));
         }
+        // The batches let go of by now (a staged one once its write is settled: the write holds it until then), a large value's buffers with them.
+        this.passLetGo();
         const listed = refresh.take();
         if (listed?.some((t) => !topics.includes(t))) return;
         if (this.topicCreated || Date.now() >= this.topicIdsDueAt) await this.inTurn(() => this.followRecreated(consumer, topics, stop));
@@ -1114,7 +1130,14 @@ export class SinkRunner {
       if (this.memberWatches === 0) keepNewest(this.retiredOwn, RECENT_OWN_MEMBERS);
       this.activeConsumer = null;
       await consumer.close().catch(() => undefined);
+      this.passLetGo();
     }
+  }
+
+  private passLetGo(): void {
+    const largest = this.largestLetGo;
+    this.largestLetGo = 0;
+    (this.options.onLetGo ?? releaseLargeValue)(largest);
   }
 
   /** Resolves after `ms`, when a topic is created in this process, or when `stop` aborts. */
@@ -1322,22 +1345,22 @@ export class SinkRunner {
     );
   }
 
-  /** Polls a batch and applies it (none: returns 0 records); the largest value among its records, in bytes. */
-  private async pollAndApply(consumer: TopicConsumer, stop: AbortSignal): Promise<{ records: number; largestValue: number }> {
+  /** Polls a batch and applies it, or stages it and leaves its write under way; the number of its records. */
+  private async pollAndApply(consumer: TopicConsumer, stop: AbortSignal): Promise<number> {
     const records = await this.takeArrived(consumer, await consumer.poll({ ...this.pollLimits(), signal: stop }), stop);
     this.polled = true;
     this.consumeProblem = null;
     this.reportSkipped(consumer);
     this.forgetCaughtUp(records);
-    if (records.length === 0) return { records: 0, largestValue: 0 };
-    let largestValue = 0;
-    for (let r = 0; r < records.length; r++) largestValue = Math.max(largestValue, records[r]!.value?.length ?? 0);
+    if (records.length === 0) return 0;
     // A failure parked by an operation between batches is taken up before what was polled meanwhile, which follows the failed batch.
     await this.lock.run(() => {
       this.throwSettleFailure();
       return this.applyBatch(consumer, records, stop);
     });
-    return { records: records.length, largestValue };
+    // A batch whose staged write is under way is let go of when the write is settled (settleWrite, dropWrite).
+    if (this.inFlight?.records !== records) this.largestLetGo = Math.max(this.largestLetGo, largestValueBytes(records));
+    return records.length;
   }
 
   private async applyBatch(consumer: TopicConsumer, records: StoredRecord[], stop: AbortSignal): Promise<void> {
@@ -1585,7 +1608,7 @@ export class SinkRunner {
       }
       return null;
     })();
-    this.inFlight = { consumer, records, stop, polledMs, positions, done };
+    this.inFlight = { consumer, records, stop, polledMs, positions, largestValue: largestValueBytes(records), done };
   }
 
   /**
@@ -1601,6 +1624,7 @@ export class SinkRunner {
     const write = this.inFlight;
     if (write === null) return true;
     this.inFlight = null;
+    this.largestLetGo = Math.max(this.largestLetGo, write.largestValue);
     const outcome = await write.done;
     const applied = readAhead === "unknown" ? null : readAhead === null ? write.consumer : positionsBefore(write.consumer, readAhead);
     if (outcome === null) {
@@ -1623,7 +1647,9 @@ export class SinkRunner {
   private async dropWrite(): Promise<void> {
     const write = this.inFlight;
     this.inFlight = null;
-    if (write !== null) await write.done;
+    if (write === null) return;
+    this.largestLetGo = Math.max(this.largestLetGo, write.largestValue);
+    await write.done;
   }
 
   /** A settle that failed in a release or forget: thrown in the consume loop, which replaces the consumer. */

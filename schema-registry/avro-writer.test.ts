@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { AvroOutput, longWriter } from "./avro-writer.ts";
+import { AvroOutput, LARGE_OUTPUT_SLACK_BYTES, longWriter } from "./avro-writer.ts";
 
 /** The Avro specification's long: zig-zag, then a varint of 7-bit groups, in bigint arithmetic. */
 function specBytes(value: bigint): Buffer {
@@ -60,4 +60,16 @@ test("a large value is handed out without a copy, the output keeps no large buff
   out.reset();
   out.writeString("next");
   assert.deepEqual(out.take(), Buffer.concat([specBytes(4n), Buffer.from("next")]));
+});
+
+test("a large record of many fields (the output doubled for them) is handed out in a buffer of about its size", () => {
+  const column = "x".repeat(300 * 1024);
+  const out = new AvroOutput();
+  for (let i = 0; i < 20; i++) out.writeString(column);
+  const written = out.pos;
+  assert.ok(out.buf.length - written > LARGE_OUTPUT_SLACK_BYTES, `doubled past the record: ${out.buf.length} bytes for ${written}`);
+  const taken = out.take();
+  assert.equal(taken.length, written);
+  assert.ok(taken.buffer.byteLength <= written + LARGE_OUTPUT_SLACK_BYTES, `held in ${taken.buffer.byteLength} bytes for a ${written}-byte record`);
+  assert.equal(taken.subarray(taken.length - column.length).toString("latin1"), column);
 });

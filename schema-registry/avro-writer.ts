@@ -17,8 +17,8 @@ const MIN_SAFE_BIG = -MAX_SAFE_BIG;
 
 /** An output buffer larger than this is not reused after take(): see there. */
 export const LARGE_OUTPUT_BYTES = 4 * 2 ** 20;
-/** Room left after a large value when the output grows for it. */
-const LARGE_OUTPUT_SLACK_BYTES = 2 ** 20;
+/** Room left after a large value when the output grows for it; also the most room a buffer take() hands out may have unused. */
+export const LARGE_OUTPUT_SLACK_BYTES = 2 ** 20;
 
 /** A growable output buffer the writers append to; reused from one record to the next. */
 export class AvroOutput {
@@ -48,15 +48,17 @@ export class AvroOutput {
 
   /**
    * What was written, as a buffer of its own. A buffer grown past LARGE_OUTPUT_BYTES (a large
-   * value) is not kept for the next record: it is handed out itself when what was written fills
-   * at least half of it (no copy of a large record), else copied, and the output starts again
-   * from its first size, so one large value does not stay in memory for the process's life.
+   * value) is not kept for the next record: it is handed out itself when at most
+   * LARGE_OUTPUT_SLACK_BYTES of it are unused (no copy of a large record: one value grows it to
+   * about its size), else copied (a record of many fields doubled it up to twice its size, which
+   * the memory plan does not count, for as long as the record is held), and the output starts
+   * again from its first size, so one large value does not stay in memory for the process's life.
    */
   take(): Buffer {
     if (this.buf.length > LARGE_OUTPUT_BYTES) {
       const grown = this.buf;
       this.buf = Buffer.allocUnsafe(this.#initialSize);
-      if (this.pos * 2 >= grown.length) return grown.subarray(0, this.pos);
+      if (grown.length - this.pos <= LARGE_OUTPUT_SLACK_BYTES) return grown.subarray(0, this.pos);
       return Buffer.from(grown.subarray(0, this.pos));
     }
     const out = Buffer.allocUnsafe(this.pos);

@@ -17,6 +17,7 @@ import { readToEnd } from "../topics/contract-suite.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";
 import { KeyIndex } from "./key-index.ts";
 import { Maintenance } from "./maintenance.ts";
+import { LARGE_VALUE_BYTES } from "../../runtime/large-values.ts";
 import type { EmbeddedLogOptions } from "./embedded-log.ts";
 
 const logger = createLogger("silent");
@@ -231,5 +232,25 @@ test("keys of any bytes (empty, 0x00 and 0xff, long) are indexed as stored and c
   const records = await readToEnd(log, consumer, ["t"]);
   await consumer.close();
   assert.deepEqual(records.map((r) => [Buffer.from(r.key!).toString("hex"), decoder.decode(r.value!)]), keys.map((key, i) => [Buffer.from(key).toString("hex"), `2-${i}`]));
+  await log.close();
+});
+
+test("a kept large record is let go of with a collection when first read, not on every pass compaction scans it again", async () => {
+  const now = 10_000_000;
+  const log = open("large-kept", () => now);
+  await log.createTopic(compacted("t"));
+  const large = "x".repeat(LARGE_VALUE_BYTES);
+  await log.produce([rec("t", "a", large, now)]);
+  await log.produce([rec("t", "b", "b1", now)]);
+  const passes = Array.from({ length: 6 }, () => log.runMaintenance().largestPayloadLetGo);
+  assert.ok(passes[0]! >= LARGE_VALUE_BYTES, `first pass (the key index reads it): ${passes[0]}`);
+  assert.deepEqual(
+    passes.slice(1).map((bytes) => bytes >= LARGE_VALUE_BYTES),
+    [false, false, false, false, false],
+    `compaction scans it again, superseding nothing: ${passes.join(", ")}`,
+  );
+  await log.produce([rec("t", "a", "a2", now)]);
+  const afterSuperseded = Array.from({ length: 5 }, () => log.runMaintenance().largestPayloadLetGo);
+  assert.ok(Math.max(...afterSuperseded) >= LARGE_VALUE_BYTES, `superseded: the batch compaction deletes is let go of: ${afterSuperseded.join(", ")}`);
   await log.close();
 });

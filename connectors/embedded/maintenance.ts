@@ -23,6 +23,13 @@ export interface MaintenanceResult {
   readonly deletedBatches: number;
   /** Records removed by compaction (superseded values and expired tombstones). */
   readonly compactedRecords: number;
+  /**
+   * The largest batch payload this pass read for the first time (the key index catching up) or
+   * rewrote or deleted, in bytes; let go of with a collection when large. A batch compaction only
+   * scans again (it starts again from the log's first batch each time it reaches the indexed head)
+   * is not counted: a kept large record would otherwise cost a collection every pass.
+   */
+  readonly largestPayloadLetGo: number;
 }
 
 interface PartitionRow {
@@ -51,7 +58,7 @@ export class Maintenance {
   private readonly keyIndex: KeyIndex;
   private readonly tombstoneRetentionMs: number;
   private readonly minCompactionLagMs: number;
-  /** The largest batch payload the current pass read, in bytes. */
+  /** The current pass's MaintenanceResult.largestPayloadLetGo. */
   private largestRead = 0;
   private readonly maxBytes: number;
   private readonly payloadOf: StatementSync;
@@ -93,14 +100,14 @@ export class Maintenance {
   run(nowMs: number, budget: number): MaintenanceResult {
     this.largestRead = 0;
     try {
-      return this.pass(nowMs, budget);
+      return { ...this.pass(nowMs, budget), largestPayloadLetGo: this.largestRead };
     } finally {
       // The payloads read are let go of by now (they lived in the pass): one large record's goes at once.
       releaseLargeValue(this.largestRead);
     }
   }
 
-  private pass(nowMs: number, budget: number): MaintenanceResult {
+  private pass(nowMs: number, budget: number): Omit<MaintenanceResult, "largestPayloadLetGo"> {
     let deletedBatches = 0;
     let compactedRecords = 0;
     let remaining = budget;
@@ -177,7 +184,6 @@ export class Maintenance {
       if (bytesRead >= this.maxBytes) break;
       const payload = (this.payloadOf.get(batch.id) as { payload: Uint8Array }).payload;
       bytesRead += payload.byteLength;
-      this.largestRead = Math.max(this.largestRead, payload.byteLength);
       examined++;
       const records = decodeBatch(payload);
       const view = justIndexed.size > 0 ? Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) : null;
@@ -195,6 +201,7 @@ export class Maintenance {
       });
       cursor = batch.last_offset + 1;
       if (kept.length === records.length) continue;
+      this.largestRead = Math.max(this.largestRead, payload.byteLength);
       removedRecords += records.length - kept.length;
       if (kept.length === 0) {
         this.deleteBatch.run(batch.id);
