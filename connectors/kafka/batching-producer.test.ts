@@ -339,6 +339,26 @@ test("checkpoints that do not fit beside a record near the request limit go in a
   await atLeastOnce.close();
 });
 
+test("checkpoints go beside a transaction's first request up to the request limit exactly, each partition's framing counted once", async () => {
+  const requestLimit = 1000;
+  const values = (kafka: ScriptedKafka) => kafka.batches.filter((b) => b.topicMessages!.length > 0).map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value))));
+  // 700 + t's framing (81): 781 bytes of the request.
+  const record = { ...message("t", "big"), size: 700 };
+  const checkpoint = (source: string, size: number) => ({ source, message: { ...message("cp", `cp${source}`), size } });
+  const unitWith = async (...checkpoints: { source: string; message: OutgoingMessage }[]) => {
+    const kafka = new ScriptedKafka();
+    const { producer } = producerWith(kafka, { transactionalId: "tx", lingerMs: 50, batchBytes: 10_000, requestLimit: () => requestLimit });
+    await Promise.all(checkpoints.map((cp, i) => producer.send(i === 0 ? [record] : [], cp)));
+    await producer.close();
+    return values(kafka);
+  };
+  // 781 + 137 + cp's framing (82) = 1000.
+  assert.deepEqual(await unitWith(checkpoint("a", 137)), [["big", "cpa"]]);
+  assert.deepEqual(await unitWith(checkpoint("a", 138)), [["big"], ["cpa"]]);
+  // Two sources' checkpoints in one partition: its framing once, 781 + 2 x 60 + 82 = 983 (twice: 1065).
+  assert.deepEqual(await unitWith(checkpoint("a", 60), checkpoint("b", 60)), [["big", "cpa", "cpb"]]);
+});
+
 test("at most max_in_flight flushed units wait; further calls wait for room", async () => {
   const kafka = new ScriptedKafka();
   let release!: () => void;

@@ -487,10 +487,10 @@ export class BatchingProducer {
     // Within the brokers' request limit, the first request's room for the checkpoints kept free (a transaction sends them
     // with it); checkpoints too large for that (many sources' GTID sets) go in a request of their own instead.
     const reserved = this.options.transactionalId && requestLimit !== undefined && sizeOf(checkpoints) <= requestLimit / 4 ? sizeOf(checkpoints) : 0;
-    const chunks = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - reserved);
+    const { chunks, first } = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - reserved);
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
     // Checkpoints of several sources (long GTID sets each) may themselves need more than one request.
-    const checkpointChunks = () => chunkMessages(checkpoints, this.options.batchBytes, this.options.batchLimitOf, requestLimit);
+    const checkpointChunks = () => chunkMessages(checkpoints, this.options.batchBytes, this.options.batchLimitOf, requestLimit).chunks;
     if (!this.options.transactionalId) {
       for (const chunk of chunks) await producer.sendBatch(request(chunk));
       // At-least-once: the checkpoint is written only after every record it covers is acknowledged.
@@ -505,7 +505,7 @@ export class BatchingProducer {
       // A first request that took a record near the request limit alone has no room for them: they follow in their own,
       // in the same transaction (a request over socket.request.max.bytes is closed by the broker, again at every retry).
       if (chunks.length === 0) chunks.push([]);
-      if (requestLimit === undefined || requestBytesOf([...chunks[0]!, ...checkpoints]) <= requestLimit) pushAll(chunks[0]!, checkpoints);
+      if (requestLimit === undefined || first.withBytesOf(checkpoints) <= requestLimit) pushAll(chunks[0]!, checkpoints);
       else if (checkpoints.length > 0) pushAll(chunks, checkpointChunks());
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
@@ -556,18 +556,35 @@ function mergeUnits(units: readonly Unit[]): Unit {
 /** A partition's bytes in a produce request beyond its records (index, batch length and header) and its topic's name. */
 const PARTITION_FRAMING_BYTES = 80;
 
-/** The bytes of one request carrying `messages`: theirs, and each of their partitions' framing once. */
-function requestBytesOf(messages: readonly OutgoingMessage[]): number {
-  const partitions = new Set<string>();
-  let bytes = 0;
-  for (const m of messages) {
-    bytes += m.size;
-    const key = `${m.topic}\u0000${m.partition}`;
-    if (partitions.has(key)) continue;
-    partitions.add(key);
-    bytes += PARTITION_FRAMING_BYTES + m.topic.length;
+/**
+ * The first request chunkMessages made, as counted under a request limit (its records' bytes and each partition's framing
+ * once; an empty one when there was none). Without a request limit its bytes leave the framing out.
+ */
+class FirstRequest {
+  readonly bytes: number;
+  /** Bytes per partition, in arrays per topic. */
+  private readonly perTopic: ReadonlyMap<string, readonly number[]>;
+
+  constructor(bytes: number, perTopic: ReadonlyMap<string, readonly number[]>) {
+    this.bytes = bytes;
+    this.perTopic = perTopic;
   }
-  return bytes;
+
+  /**
+   * Its bytes with `extra` (a unit's few checkpoints) added: theirs, and the framing of each partition not in it yet. Counted
+   * from the chunk's tally, not by going over its records again (a unit can hold thousands).
+   */
+  withBytesOf(extra: readonly OutgoingMessage[]): number {
+    let bytes = this.bytes;
+    for (let m = 0; m < extra.length; m++) {
+      const { topic, partition, size } = extra[m]!;
+      bytes += size;
+      let framed = this.perTopic.get(topic)?.[partition] !== undefined;
+      for (let e = 0; !framed && e < m; e++) framed = extra[e]!.topic === topic && extra[e]!.partition === partition;
+      if (!framed) bytes += PARTITION_FRAMING_BYTES + topic.length;
+    }
+    return bytes;
+  }
 }
 
 function sizeOf(messages: readonly OutgoingMessage[]): number {
@@ -594,8 +611,14 @@ export const MAX_REQUEST_BYTES = 64 * 2 ** 20;
  * each): bounding the whole request by `batchBytes` instead sent a unit spread over three
  * partitions in three requests, and its tail often in a request of its own.
  */
-function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number, batchLimitOf?: (topic: string) => number | undefined, requestLimit?: number): OutgoingMessage[][] {
+function chunkMessages(
+  messages: readonly OutgoingMessage[],
+  batchBytes: number,
+  batchLimitOf?: (topic: string) => number | undefined,
+  requestLimit?: number,
+): { chunks: OutgoingMessage[][]; first: FirstRequest } {
   const chunks: OutgoingMessage[][] = [];
+  let first: FirstRequest | undefined;
   const requestBytes = Math.min(Math.max(batchBytes, Math.min(REQUEST_BATCHES * batchBytes, MAX_REQUEST_BYTES)), requestLimit ?? Number.POSITIVE_INFINITY);
   // Under the brokers' request limit a partition's framing counts too (its topic's name, index, batch header).
   const framed = requestLimit !== undefined;
@@ -621,6 +644,7 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number,
     const limit = sameTopic ? partitionLimit : partitionLimitOf(message.topic);
     const added = framed && inPartition === 0 ? size + PARTITION_FRAMING_BYTES + message.topic.length : size;
     if (current.length > 0 && (inPartition + size > limit || bytes + added > requestBytes)) {
+      first ??= new FirstRequest(bytes, perTopic);
       chunks.push(current);
       current = [];
       bytes = 0;
@@ -637,8 +661,11 @@ function chunkMessages(messages: readonly OutgoingMessage[], batchBytes: number,
     bytes += framed && partitionBytes[partition] === undefined ? size + PARTITION_FRAMING_BYTES + message.topic.length : size;
     partitionBytes[partition] = (partitionBytes[partition] ?? 0) + size;
   }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  if (current.length > 0) {
+    first ??= new FirstRequest(bytes, perTopic);
+    chunks.push(current);
+  }
+  return { chunks, first: first ?? new FirstRequest(0, new Map()) };
 }
 
 function countPerPartition(messages: readonly OutgoingMessage[]): Map<string, number> {
