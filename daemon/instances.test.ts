@@ -182,3 +182,33 @@ test("reports arriving are aged on the reader's clock though this process's own 
     await directory.close();
   }
 });
+
+test("a heartbeat written while the reader's consumer was down is aged from the reader's last poll before, not as backlog: a process up for long, its peer 20 s behind, still shows the peer live", async () => {
+  const intervalMs = 5_000;
+  const log = new TopicLikeLog();
+  const other = (id: string, at: number) => JSON.stringify({ ...report, id, at });
+  // This process's clock: it has been up for 10 minutes (DROP_INTERVALS is 1 minute) when the log goes out of reach.
+  let clockMs = 0;
+  const directory = new InstanceDirectory({ log, deployment: "dep", id: report.id, report: async () => ({ ...report, at: Date.now() }), intervalMs, logger: createLogger("silent"), clock: () => clockMs });
+  directory.start();
+  try {
+    while (log.read < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    clockMs = 600_000;
+    log.add("live:1", other("live:1", Date.now() - 20_000));
+    while (log.read < log.records.length) await new Promise((resolve) => setTimeout(resolve, 5));
+    const seen = async () => (await directory.instances(Date.now(), clockMs)).filter((i) => !i.self).map((i) => ({ id: i.id, stale: i.stale }));
+    assert.deepEqual(await seen(), [{ id: "live:1", stale: false }]);
+    // The reader's consumer fails; while it waits to make another, the peer's next heartbeat is written.
+    clockMs += 1_000;
+    log.failPolls = 1;
+    while (log.failPolls > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    log.add("live:1", other("live:1", Date.now() - 20_000));
+    while (log.read < log.records.length) await new Promise((resolve) => setTimeout(resolve, 5));
+    clockMs += 2_000;
+    // Before: read below the new consumer's end offset, it was aged as backlog, from the process's start (10 minutes):
+    // left out, in /status and `sluice halted list`, until its next heartbeat; by its `at`, 20 s behind: stale.
+    assert.deepEqual(await seen(), [{ id: "live:1", stale: false }]);
+  } finally {
+    await directory.close();
+  }
+});

@@ -76,6 +76,8 @@ export interface DirectoryOptions {
   readonly report: () => Promise<InstanceReport>;
   readonly intervalMs: number;
   readonly logger: Logger;
+  /** Milliseconds of a monotonic clock (performance.now by default), for tests. */
+  readonly clock?: () => number;
 }
 
 /**
@@ -87,7 +89,10 @@ export interface DirectoryOptions {
  * between the two hosts of 3 intervals (15 s) showed every report of a live process STALE, and `sluice status`
  * exited 3; of 12 intervals, left it out. Only a report read before that (the topic's backlog at start, when its
  * age can only be told from `at`) is judged by `at`, and by no less than the time this process has followed the
- * topic, so a dead process's report ages here whatever the clocks.
+ * topic, so a dead process's report ages here whatever the clocks. A report read by a consumer made again (the log
+ * was out of reach) that is newer than the one held for its process was written after the last poll before: it is
+ * aged from that poll, on this process's clock; aged as backlog, every process whose heartbeat fell in the outage
+ * dropped out of /status until its next one, in a process up for longer than DROP_INTERVALS.
  *
  * Not this process's own report coming back: an announcement that cannot be written (no write ACL on the topic,
  * the log down at start) never comes back, and every other process's report, arriving all along, aged from the
@@ -107,14 +112,22 @@ export class InstanceDirectory {
   private last: InstanceReport | null = null;
   /** The announcements failing since the last that succeeded: warned once per streak, not at every heartbeat. */
   private announceFailing = false;
-  /** When (performance.now()) each other instance's latest report arrived, for those that arrived once followed live. */
+  /**
+   * When (clock) each other instance's latest report arrived, for those that arrived once followed live; for one read after the
+   * log was out of reach, newer than the report held, the last poll before (it was written after that).
+   */
   private readonly arrivedAt = new Map<string, number>();
   /** The offset of the record each report held was read from: a consumer made again reads the topic again, older records too. */
   private readonly readOffset = new Map<string, bigint>();
-  private followingSince = performance.now();
+  private readonly now: () => number;
+  private followingSince: number;
+  /** When (clock) the last poll that succeeded began: a record none of the polls before it read was written after that. */
+  private lastPolledAt: number | undefined;
 
   constructor(options: DirectoryOptions) {
     this.options = options;
+    this.now = options.clock ?? (() => performance.now());
+    this.followingSince = this.now();
   }
 
   start(): void {
@@ -123,7 +136,7 @@ export class InstanceDirectory {
     const beat = () => {
       this.announcing ??= this.announce().finally(() => (this.announcing = null));
     };
-    this.followingSince = performance.now();
+    this.followingSince = this.now();
     beat();
     this.timer = setInterval(beat, this.options.intervalMs);
     this.tail = this.follow(log);
@@ -165,8 +178,13 @@ export class InstanceDirectory {
         const ends = new Map((await log.endOffsets(topic)).map((end) => [end.partition, end.offset]));
         // A topic that no longer reaches the offsets read (deleted and made again) starts its offsets over.
         if ([...this.readOffset.values()].some((offset) => offset >= (ends.get(0) ?? 0n))) this.readOffset.clear();
+        // The last poll of the consumers before this one: a report newer than the one held was written after it.
+        const polledBefore = this.lastPolledAt;
         while (!signal.aborted) {
-          for (const record of await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal })) {
+          const pollAt = this.now();
+          const records = await consumer.poll({ maxRecords: 1_000, maxBytes: 4 * 2 ** 20, maxWaitMs: 1_000, signal });
+          this.lastPolledAt = pollAt;
+          for (const record of records) {
             if (!record.key) continue;
             const key = Buffer.from(record.key).toString("utf8");
             if (key === this.options.id) continue;
@@ -178,10 +196,13 @@ export class InstanceDirectory {
               this.readOffset.delete(key);
               continue;
             }
+            const held = this.readOffset.has(key);
             this.readOffset.set(key, record.offset);
             this.known.set(key, JSON.parse(Buffer.from(record.value).toString("utf8")) as InstanceReport);
             // At or past the end read when the consumer was made: written since, so it arrived now.
-            if (record.offset >= (ends.get(record.partition) ?? 0n)) this.arrivedAt.set(key, performance.now());
+            if (record.offset >= (ends.get(record.partition) ?? 0n)) this.arrivedAt.set(key, this.now());
+            // Newer than the report held (the log out of reach in between): written after the consumers' last poll before.
+            else if (held && polledBefore !== undefined) this.arrivedAt.set(key, polledBefore);
             else this.arrivedAt.delete(key);
           }
         }
@@ -199,7 +220,7 @@ export class InstanceDirectory {
    * Every instance announced recently, this one first (its report fresh), each with its age and whether it is stale
    * (see STALE_INTERVALS for how the age is told). `now` and `monotonic`: this host's clocks.
    */
-  async instances(now = Date.now(), monotonic = performance.now()): Promise<(InstanceReport & { ageSeconds: number; stale: boolean; self: boolean })[]> {
+  async instances(now = Date.now(), monotonic = this.now()): Promise<(InstanceReport & { ageSeconds: number; stale: boolean; self: boolean })[]> {
     const own = await this.options.report().catch(() => this.last);
     const interval = this.options.intervalMs;
     const ageMs = (report: InstanceReport): number => {
