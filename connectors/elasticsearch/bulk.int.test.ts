@@ -44,3 +44,28 @@ test("a document beyond http.max_content_length fails alone and permanently (413
   const stored = await client.count({ index });
   assert.equal(stored.count, 2);
 });
+
+test("each operation is checked against the index its own alias named: one landing in the other of two expected indexes fails as moved", { timeout: 30_000 }, async () => {
+  // A rebuild's mirror writes through two aliases (the live one and the shadow's): the alias of one moved onto the other's index.
+  const [first, second] = [`${index}_a`, `${index}_b`];
+  await client.indices.create({ index: first, aliases: { [`${first}_alias`]: {} } });
+  await client.indices.create({ index: second, aliases: { [`${second}_alias`]: {} } });
+  try {
+    await client.indices.updateAliases({ actions: [{ remove: { index: first, alias: `${first}_alias` } }, { add: { index: second, alias: `${first}_alias` } }] });
+    const through = (alias: string, id: string) => [JSON.stringify({ index: { _index: alias, _id: id } }), JSON.stringify({ v: id })];
+    const expected = [first, second];
+    const outcomes = await runBulk(client, NdjsonOperations.ofLines([through(`${first}_alias`, "1"), through(`${second}_alias`, "2")]), {
+      maxBytes: 2 ** 20,
+      refresh: false,
+      requireAlias: true,
+      expectIndex: (operation) => expected[operation]!,
+      retry: { initial: 10, max: 100 },
+      signal: new AbortController().signal,
+      logger: testLogger(),
+      sink: "bulk-test",
+    });
+    assert.deepEqual(outcomes, [{ kind: "failed", retriable: false, reason: `written to index "${second}", not "${first}"`, target: "moved" }, { kind: "applied" }]);
+  } finally {
+    await client.indices.delete({ index: [first, second], ignore_unavailable: true });
+  }
+});

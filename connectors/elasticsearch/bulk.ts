@@ -26,7 +26,7 @@ export type ItemOutcome =
 /**
  * The index itself refuses every write (a block), is closed (POST <index>/_close), is no longer there (deleted, or its alias
  * removed), its alias names more indices than one and none of them as its write index (an operator added another index
- * to it), or its alias sent the write to an index not expected (BulkOptions.expectIndexes: the alias moved by hand): no
+ * to it), or its alias sent the write to another index than the one expected (BulkOptions.expectIndex: the alias moved by hand): no
  * fault of the row.
  */
 export type TargetRefusal = "blocked" | "closed" | "gone" | "ambiguous" | "moved";
@@ -47,11 +47,12 @@ export interface BulkOptions {
    */
   readonly index?: string;
   /**
-   * The indexes the operations may land in (the live index behind the alias they name, a rebuild's too). Elasticsearch
-   * sends a write through an alias to whatever index the alias names now, without an error: one answered from another
-   * index (the alias moved by hand while the sink ran) fails as "moved". Unset: not checked.
+   * The index an operation (by its position in the operations) must land in: the index behind the alias it names (a
+   * rebuild's mirror names two aliases, each operation one of them). Elasticsearch sends a write through an alias to
+   * whatever index the alias names now, without an error: one answered from another index (the alias moved by hand while
+   * the sink ran) fails as "moved". Unset: not checked.
    */
-  readonly expectIndexes?: readonly string[];
+  readonly expectIndex?: (operation: number) => string;
   readonly retry: { readonly initial: number; readonly max: number };
   /** Rounds of item retries before a 429/5xx item is reported as a retriable failure. */
   readonly itemAttempts?: number;
@@ -64,7 +65,7 @@ export interface BulkOptions {
 
 interface BulkItemResult {
   readonly status: number;
-  /** The index written (asked for with BulkOptions.expectIndexes). */
+  /** The index written (asked for with BulkOptions.expectIndex). */
   readonly _index?: string;
   readonly error?: { readonly type?: string; readonly reason?: string; readonly caused_by?: { readonly reason?: string } };
 }
@@ -121,7 +122,7 @@ export async function runBulk(client: Client, operations: NdjsonOperations, opti
     for (const members of planBodies(operations, options.maxBytes, pending)) {
       const items = await sendBodyOrEach(client, operations, members, options);
       members.forEach((index, position) => {
-        const outcome = items === null ? APPLIED : classify(items[position], options.expectIndexes);
+        const outcome = items === null ? APPLIED : classify(items[position], options.expectIndex?.(index));
         outcomes[index] = outcome;
         if (outcome.kind === "failed" && outcome.retriable) again.push(index);
       });
@@ -142,10 +143,10 @@ const APPLIED: ItemOutcome = Object.freeze({ kind: "applied" });
 const STALE: ItemOutcome = Object.freeze({ kind: "stale" });
 const APPLIED_ITEM: BulkItemResult = Object.freeze({ status: 200 });
 
-function classify(item: BulkItemResult | undefined, expectIndexes?: readonly string[]): ItemOutcome {
+function classify(item: BulkItemResult | undefined, expectIndex?: string): ItemOutcome {
   if (item === undefined) return { kind: "failed", retriable: true, reason: "no result for this item in the bulk response" };
-  if (expectIndexes !== undefined && item._index !== undefined && !expectIndexes.includes(item._index) && ((item.status >= 200 && item.status < 300) || item.status === 409)) {
-    return { kind: "failed", retriable: false, reason: `written to index "${item._index}", not ${expectIndexes.map((name) => `"${name}"`).join(" or ")}`, target: "moved" };
+  if (expectIndex !== undefined && item._index !== undefined && item._index !== expectIndex && ((item.status >= 200 && item.status < 300) || item.status === 409)) {
+    return { kind: "failed", retriable: false, reason: `written to index "${item._index}", not "${expectIndex}"`, target: "moved" };
   }
   if (item.status >= 200 && item.status < 300) return APPLIED;
   if (item.status === 409) return STALE;
@@ -167,17 +168,18 @@ function classify(item: BulkItemResult | undefined, expectIndexes?: readonly str
  */
 async function sendBodyOrEach(client: Client, operations: NdjsonOperations, members: readonly number[], options: BulkOptions): Promise<BulkItems> {
   const body = operations.bytesOf(members);
+  const expected = options.expectIndex === undefined ? undefined : members.map(options.expectIndex);
   try {
-    return await sendBody(client, body, members.length, options);
+    return await sendBody(client, body, members.length, options, expected);
   } catch (error) {
     if (!tooLarge(error)) throw error;
   }
   if (members.length > 1) options.logger.warn({ items: members.length, bytes: body.length }, "Elasticsearch refused a bulk request as too large (413); sending its documents one by one");
   const items: (BulkItemResult | undefined)[] = [];
-  for (const member of members) {
+  for (const [position, member] of members.entries()) {
     const alone = operations.bytesOf([member]);
     try {
-      items.push(...((await sendBody(client, alone, 1, options)) ?? [APPLIED_ITEM]));
+      items.push(...((await sendBody(client, alone, 1, options, expected?.slice(position, position + 1))) ?? [APPLIED_ITEM]));
     } catch (error) {
       if (!tooLarge(error)) throw error;
       const bytes = alone.length;
@@ -195,14 +197,15 @@ function tooLarge(error: unknown): boolean {
   return (cause as { meta?: { statusCode?: number } } | null)?.meta?.statusCode === 413;
 }
 
-async function sendBody(client: Client, body: Buffer, count: number, options: BulkOptions): Promise<BulkItems> {
+/** `expected`: the index each of the body's operations must land in, in order (BulkOptions.expectIndex). */
+async function sendBody(client: Client, body: Buffer, count: number, options: BulkOptions, expected?: readonly string[]): Promise<BulkItems> {
   return retry(
     async () => {
       let result: TransportResult<Readable>;
       try {
         result = await client.transport.request<Readable>(
           // Only what the outcomes need: the full per-item response is several times larger to send and parse.
-          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: options.expectIndexes === undefined ? "errors,items.*.status,items.*.error" : "errors,items.*.status,items.*.error,items.*._index", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
+          { method: "POST", path: options.index === undefined ? "/_bulk" : `/${encodeURIComponent(options.index)}/_bulk`, bulkBody: body, querystring: { filter_path: expected === undefined ? "errors,items.*.status,items.*.error" : "errors,items.*.status,items.*.error,items.*._index", ...(options.refresh ? { refresh: "true" } : {}), ...(options.requireAlias ? { require_alias: "true" } : {}) } },
           // The bytes as they are (as text they were copied twice more, the text itself into the old generation):
           // an error's redaction "replace" would copy the request's parameters and walk the body byte by byte
           // (a 1 MiB body took more heap than a sink thread has); "remove" drops the headers and the connection instead.
@@ -213,7 +216,7 @@ async function sendBody(client: Client, body: Buffer, count: number, options: Bu
         throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
       try {
-        return await readReply(client, result, count, options.signal, options.expectIndexes);
+        return await readReply(client, result, count, options.signal, expected);
       } catch (error) {
         throw requestError(error, options.sink, "bulk request", poolNodes(client));
       }
@@ -235,7 +238,7 @@ async function sendBody(client: Client, body: Buffer, count: number, options: Bu
  * parsed at all (as text and objects it was ~60 bytes of heap a change that outlived scavenges,
  * a tenth of what the sink thread promoted: docs/benchmarks.md).
  */
-async function readReply(client: Client, result: TransportResult<Readable>, count: number, signal: AbortSignal, expectIndexes?: readonly string[]): Promise<BulkItems> {
+async function readReply(client: Client, result: TransportResult<Readable>, count: number, signal: AbortSignal, expected?: readonly string[]): Promise<BulkItems> {
   const { statusCode, headers, meta } = result;
   let bytes: Buffer;
   try {
@@ -262,7 +265,7 @@ async function readReply(client: Client, result: TransportResult<Readable>, coun
     }
     throw new errors.ResponseError({ ...result, body: reply }, { redaction: { type: "remove" } });
   }
-  if (allApplied(bytes, count) && (expectIndexes === undefined || onlyIndexes(bytes, expectIndexes))) return null;
+  if (allApplied(bytes, count) && (expected === undefined || landedAsExpected(bytes, expected))) return null;
   const reply = decodeJson(bytes.toString()) as { items?: Record<string, BulkItemResult>[] };
   return (reply.items ?? []).map(firstValue);
 }
@@ -287,15 +290,24 @@ function allApplied(bytes: Buffer, count: number): boolean {
 
 const INDEX = Buffer.from('"_index":"');
 
-/** Whether every item's `_index` in the reply is one of `names` (a scan of its bytes, nothing parsed). */
-function onlyIndexes(bytes: Buffer, names: readonly string[]): boolean {
-  const expected = names.map((name) => Buffer.from(name));
-  for (let at = bytes.indexOf(INDEX); at >= 0; at = bytes.indexOf(INDEX, at + INDEX.length)) {
+/**
+ * Whether the reply's items, in order, name the indexes `expected` names at their positions (a scan of its bytes for each
+ * `"_index":"..."`, nothing parsed). Only a reply without errors is scanned: one `_index` an item, in the items' order.
+ */
+function landedAsExpected(bytes: Buffer, expected: readonly string[]): boolean {
+  // A few distinct names (the live index, a rebuild's shadow): their bytes made once, not a string an item.
+  const names = new Map<string, Buffer>();
+  let position = 0;
+  for (let at = bytes.indexOf(INDEX); at >= 0; at = bytes.indexOf(INDEX, at + INDEX.length), position++) {
     const start = at + INDEX.length;
     const end = bytes.indexOf(0x22, start);
-    if (!expected.some((name) => name.length === end - start && bytes.compare(name, 0, name.length, start, end) === 0)) return false;
+    const expectedName = expected[position];
+    if (expectedName === undefined) return false;
+    let name = names.get(expectedName);
+    if (name === undefined) names.set(expectedName, (name = Buffer.from(expectedName)));
+    if (name.length !== end - start || bytes.compare(name, 0, name.length, start, end) !== 0) return false;
   }
-  return true;
+  return position === expected.length;
 }
 
 /** An item's one entry (keyed by its action, `index` or `delete`), without listing its values. */

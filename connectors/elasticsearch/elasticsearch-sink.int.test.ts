@@ -586,17 +586,23 @@ describe("Elasticsearch sink specifics", () => {
     // Before: applied (into the operator's index, which the alias now shows), and the batch's offsets stored.
     const result = await sink.write([events.insert(2n, { id: 2, v: "b" })], signal());
     assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
-    assert.match(result.failures[0]!.error.message, new RegExp(`alias "${target}" was written to index "${other}", not "${live}" \\(the alias was moved by hand while the sink ran\\).*put the alias back`));
+    assert.match(result.failures[0]!.error.message, new RegExp(`the target's alias sent writes to another index .*alias "${target}" was written to index "${other}", not "${live}" \\(the alias was moved by hand while the sink ran\\).*put the alias back.*not take over an index of your own.*sluice replay --rebuild`));
     assert.equal(liftsByItself(result.failures[0]!.error), true, "read again by itself once the alias is put right");
-    await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }, { add: { index: live, alias: target, filter: aliasFilter(0n) as never } }] });
-    assert.deepEqual((await sink.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    // Put back as an operator would, with a plain add: without the sink's filter, deleted rows would show in searches.
+    await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }, { add: { index: live, alias: target } }] });
+    assert.deepEqual((await sink.write([events.insert(2n, { id: 2, v: "b" }), events.insert(3n, { id: 9, v: "gone" }), events.delete(4n, { id: 9 })], signal())).failures, []);
+    assert.deepEqual((await admin.indices.getAlias({ name: target }))[live]?.aliases[target]?.filter, aliasFilter(0n), "the sink's filter set again");
+    assert.deepEqual(await visibleRows(target, events.schema), [
+      { id: "1", v: "a" },
+      { id: "2", v: "b" },
+    ], "the deleted row stays hidden through the alias");
     // Another index made the alias's write index while the sink runs (not only found at open): the same.
     await admin.indices.updateAliases({ actions: [{ add: { index: other, alias: target, is_write_index: true } }] });
-    const written = await sink.write([events.insert(3n, { id: 3, v: "c" })], signal());
+    const written = await sink.write([events.insert(5n, { id: 3, v: "c" })], signal());
     assert.deepEqual(written.failures.map((f) => [f.index, (f.error as SluiceError).code]), [[0, "SINK_TARGET_BLOCKED"]]);
     assert.match(written.failures[0]!.error.message, new RegExp(`written to index "${other}"`));
     await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }] });
-    assert.deepEqual((await sink.write([events.insert(3n, { id: 3, v: "c" })], signal())).failures, []);
+    assert.deepEqual((await sink.write([events.insert(5n, { id: 3, v: "c" })], signal())).failures, []);
     assert.deepEqual(await visibleRows(target, events.schema), [
       { id: "1", v: "a" },
       { id: "2", v: "b" },

@@ -518,11 +518,21 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     return !this.#aliasRead.has(target) || this.#aliasElsewhere.has(target);
   }
 
-  /** Reads the live index's alias: the other indexes it makes its write index (none: noted, not read again until the sink reopens). */
+  /**
+   * Reads the live index's alias: the other indexes it makes its write index (none: noted, not read again until the sink
+   * reopens or a write lands elsewhere). An alias on the live index without the sink's filter (put back by hand with a plain
+   * add, or its filter changed) would show deleted and truncated rows in searches: it gets the filter again, before writing.
+   */
   async #writeIndexesElsewhere(live: EsIndex, signal: AbortSignal): Promise<string[]> {
-    const elsewhere = await this.#idx().foreignWriteIndexes(live, signal);
-    if (elsewhere.length === 0) this.#aliasRead.add(live.target);
-    return elsewhere;
+    const alias = await this.#idx().readAlias(live, signal);
+    if (alias.elsewhere.length === 0) {
+      if (alias.filterWrong) {
+        await this.#idx().setLiveFilter(live, signal);
+        this.#logger.warn({ alias: live.target, index: live.physical }, "the alias of the live index did not carry the sink's filter (deleted and truncated rows hidden): set again");
+      }
+      this.#aliasRead.add(live.target);
+    }
+    return alias.elsewhere;
   }
 
   /** Sends staged operations (sinks/contract.ts StagedWrite.write): throws unless every one is applied or stale, then stores `offsets`. */
@@ -539,7 +549,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       if (operations.length === 0) return;
       this.#bulkCapacity.set(index, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
       const sent = table.members();
-      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, index: writeAlias(index), expectIndexes: [index.physical], ...(sent === undefined ? {} : { members: sent }) });
+      const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, index: writeAlias(index), expectIndex: () => index.physical, ...(sent === undefined ? {} : { members: sent }) });
       // Any failure: the batch goes through #write, which sorts each change's fate by the sink's policy.
       for (const position of sent ?? outcomes.keys()) {
         const outcome = outcomes[position];
@@ -661,6 +671,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     // Each bulk operation and, at the same position, the change whose fate it decides.
     const operations = new NdjsonOperations(this.#bulkCapacity.get(primary) ?? MIN_BULK_CAPACITY);
     const planned: RowChange[] = [];
+    // At the same position, the index the operation must land in (the alias it names is that index's).
+    const landsIn: EsIndex[] = [];
     // One index: the request names its alias and the action lines leave it out; a rebuild's mirror too: each line names its own.
     const requestAlias = physicals.length === 1 ? writeAlias(primary) : undefined;
     for (const physical of physicals) {
@@ -671,6 +683,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         try {
           writeIndexOperation(operations, requestAlias === undefined ? writeAlias(physical) : null, physical.columns, change, before);
           planned.push(change);
+          landsIn.push(physical);
         } catch (error) {
           if (!(error instanceof ValueRejected)) throw error;
           failures.add(change.indices, rowRejected(error.message, { ...context, position: positionLabel(change), column: error.column }, error));
@@ -679,10 +692,11 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
     }
     // A next write of about this size fits without growing its buffer.
     this.#bulkCapacity.set(primary, Math.max(MIN_BULK_CAPACITY, operations.byteLength * 1.25));
-    const expectIndexes = physicals.map((physical) => physical.physical);
-    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, expectIndexes, ...(requestAlias === undefined ? {} : { index: requestAlias }) });
+    const outcomes = await this.#bulk(operations, signal, { refresh: this.#options.refresh ?? false, requireAlias: true, expectIndex: (operation) => (landsIn[operation] as EsIndex).physical, ...(requestAlias === undefined ? {} : { index: requestAlias }) });
     // Loaded again at the next write: a retry after the operator's fix sees what is there then.
     if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "gone")) this.#targetGone(primary.target);
+    // Read again at the next write: once put back, the alias gets the sink's filter again before anything is written (#writeIndexesElsewhere).
+    if (outcomes.some((outcome) => outcome.kind === "failed" && outcome.target === "moved")) this.#aliasRead.delete(primary.target);
     outcomes.forEach((outcome, i) => {
       if (outcome.kind !== "failed") return;
       const change = planned[i] as RowChange;
@@ -697,7 +711,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
               : outcome.target === "ambiguous"
                 ? aliasAmbiguous(outcome.reason, where)
                 : outcome.target === "moved"
-                  ? aliasMoved(primary.target, outcome.reason, where)
+                  ? aliasMoved(landsIn[i] as EsIndex, outcome.reason, where)
                   : rowRejected(outcome.reason, where);
       failures.add(change.indices, outcome.retriable ? new ConnectionError(`Elasticsearch kept refusing a row of ${label}: ${outcome.reason}`, { code: "SINK_UNAVAILABLE", context: error.context }) : error, outcome.retriable);
     });
@@ -917,7 +931,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   }
 
   /** One bulk request (split at bulk_bytes) with the sink's retry, logger and name. */
-  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members" | "index" | "expectIndexes">): Promise<ItemOutcome[]> {
+  #bulk(operations: NdjsonOperations, signal: AbortSignal, options: Pick<BulkOptions, "refresh" | "requireAlias" | "members" | "index" | "expectIndex">): Promise<ItemOutcome[]> {
     return runBulk(this.#cli(), operations, { maxBytes: this.#config.bulk_bytes, retry: this.#config.retry, signal, logger: this.#logger, sink: this.name, ...options });
   }
 
@@ -984,18 +998,20 @@ function aliasAmbiguous(reason: string, where: { sink: string; table: string; po
 }
 
 /**
- * The table's alias sent the batch's writes to another index than the sink's (moved by hand while the sink ran; Elasticsearch
+ * The alias an operation named sent it to another index than the sink's (moved by hand while the sink ran; Elasticsearch
  * says so only in each item's `_index`). Halts the table before its offsets are stored, so the batch is written again once
- * the alias is put right. The sink keeps writing through the alias to the index it knows: a move is followed only by a
- * rebuild (which moves the alias itself) or at the next start.
+ * the alias is put back. The sink keeps writing through the alias to the index it knows: a move is followed only by a
+ * rebuild (which moves the alias itself) or, to one of the sink's own generations, at the next start.
  */
-function aliasMoved(alias: string, reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+function aliasMoved(index: EsIndex, reason: string, where: { sink: string; table: string; position?: string }): SluiceError {
+  const alias = writeAlias(index);
   return targetBlocked(
     `Elasticsearch: a write through the alias "${alias}" was ${reason} (the alias was moved by hand while the sink ran); the table's writes through it land in that index`,
     where,
-    `put the alias back on the table's index alone (POST _aliases; GET _alias/${alias} shows where it is): the sink follows a move only when it starts; the table is read again by itself (retry.blocked_interval) and goes on once the alias is put right, writing the batch again; sluice halted retry reads it again at once`,
+    `put the alias back on "${index.physical}" alone (POST _aliases: remove it from the other index, add it to "${index.physical}"; GET _alias/${alias} shows where it is); the sink sets its own filter on the alias again (deleted and truncated rows hidden) before it writes. The table is read again by itself (retry.blocked_interval) and goes on once the alias is back, writing the batch again; sluice halted retry reads it again at once. The sink does not take over an index of your own (e.g. a reindex into another index and an alias swap), not at a restart either: at its start it follows the alias only to one of its generations "${index.target}__v<N>"; for a mapping change use sluice replay --rebuild`,
     undefined,
     true,
+    "the target's alias sent writes to another index",
   );
 }
 

@@ -5,6 +5,7 @@
  * alias `<target>__rebuild` marks the shadow. Each index records its columns (logical types) and
  * truncate version in its mapping's `_meta.sluice`, so the state survives restarts.
  */
+import { isDeepStrictEqual } from "node:util";
 import type { Client } from "@elastic/elasticsearch";
 import type { TableId } from "../contracts.ts";
 import { DELETED_COLUMN, VERSION_COLUMN } from "../sinks/columns.ts";
@@ -75,6 +76,17 @@ export function foreignWriteIndexes(answer: unknown, index: Pick<EsIndex, "physi
     if (name !== index.physical && aliases?.[index.target]?.is_write_index === true) foreign.push(name);
   }
   return foreign.sort();
+}
+
+/**
+ * Of a GET _alias/<target> answer, whether the alias is on the live index with a filter other than aliasFilter (none, or
+ * another: Elasticsearch answers the filter as it was given). The alias not on it: false (nothing to put right there).
+ */
+export function aliasFilterWrong(answer: unknown, index: Pick<EsIndex, "physical" | "target" | "truncateVersion">): boolean {
+  if (typeof answer !== "object" || answer === null) return false;
+  const aliases = ((answer as Record<string, unknown>)[index.physical] as { aliases?: Record<string, { filter?: unknown } | undefined> } | undefined)?.aliases;
+  const alias = aliases?.[index.target];
+  return alias !== undefined && !isDeepStrictEqual(alias.filter, aliasFilter(index.truncateVersion));
 }
 
 /** What the alias users search shows: no tombstones, nothing at or below the newest truncate. */
@@ -212,9 +224,10 @@ export class Indices {
   }
 
   /** Indexes besides the live `index` that its user alias makes its write index (GET _alias/<target>): none unless set by hand. */
-  async foreignWriteIndexes(index: EsIndex, signal: AbortSignal): Promise<string[]> {
+  /** The index's alias: the other indexes it makes its write index, and whether it is on the index with another filter than the sink's. */
+  async readAlias(index: EsIndex, signal: AbortSignal): Promise<{ elsewhere: string[]; filterWrong: boolean }> {
     const response = await this.#call("read alias", () => this.#client.indices.getAlias({ name: index.target, expand_wildcards: "all" }, { signal, ignore: [404] }));
-    return foreignWriteIndexes(response as unknown, index);
+    return { elsewhere: foreignWriteIndexes(response as unknown, index), filterWrong: aliasFilterWrong(response as unknown, index) };
   }
 
   /** Documents the index's user alias would show (its filter), after a refresh so recent writes count. */

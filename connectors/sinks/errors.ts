@@ -86,14 +86,15 @@ export class TargetBlockedError extends SluiceError {
  * itself (retry.blocked_interval). A `remedy` names what an operator must decide first (an index
  * deleted: fill it again, or go on with the changes from here only): then only the operator's
  * `sluice halted retry` reads the table again. `readAgain` overrides that: a remedy the operator applies to the target alone
- * (an alias put right) needs no command to go on after it.
+ * (an alias put right) needs no command to go on after it. `headline` says what the target did when it is not a refusal
+ * (writes accepted into another index).
  */
-export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, remedy?: string, cause?: unknown, readAgain = remedy === undefined): TargetBlockedError {
+export function targetBlocked(reason: string, context: { sink: string; table: string; position?: string }, remedy?: string, cause?: unknown, readAgain = remedy === undefined, headline = "the target refuses writes"): TargetBlockedError {
   const clean: ErrorContext = { component: "sink", sink: context.sink, table: context.table };
   if (context.position !== undefined) clean.position = context.position;
   const at = context.position === undefined ? "" : ` (at ${context.position})`;
   const next = remedy ?? "it is read again by itself (retry.blocked_interval) and goes on once the block is lifted; sluice halted retry reads it again at once";
-  return new TargetBlockedError(`sink "${context.sink}", table ${context.table}: the target refuses writes${at}: ${reason}; the table halts (under on_error dead-letter too): ${next}`, readAgain, clean, cause);
+  return new TargetBlockedError(`sink "${context.sink}", table ${context.table}: ${headline}${at}: ${reason}; the table halts (under on_error dead-letter too): ${next}`, readAgain, clean, cause);
 }
 
 /** Whether a table halted by `error` may go on by itself: its target refused writes with a block the target lifts (targetBlocked without a remedy). */
