@@ -304,7 +304,7 @@ const outboxFields = {
     .min(1)
     .optional()
     .describe(
-      "Only these aggregate types are events: another one is refused before its topic is made (a logical message is no event: dead-lettered, or halting with on_invalid halt; a row of an outbox table halts the table, OUTBOX_TOPIC_REFUSED, until the config lists it). Default: any type, within max_topics; a logical message then makes no new topic (anyone connected may emit one), it is published only to a topic that exists",
+      "Only these aggregate types are events: another one is refused before its topic is made (a logical message is no event: dead-lettered, or halting with on_invalid halt; a row of an outbox table halts the table, OUTBOX_TOPIC_REFUSED, until the config lists it). Default: any type, within max_topics. Required with PostgreSQL's message_prefix when `topic` holds {aggregate_type}: anyone connected may emit a logical message, so the list names the types messages may make topics for",
     ),
   max_topics: z
     .number()
@@ -330,7 +330,7 @@ const mysqlOutbox = z.strictObject(outboxFields).optional().describe("Outbox rou
 const postgresOutbox = z
   .strictObject({
     ...outboxFields,
-    message_prefix: z.string().min(1).optional().describe("Also turn logical decoding messages with this prefix (pg_logical_emit_message) into events; their content is a JSON object whose fields are named as `columns`"),
+    message_prefix: z.string().min(1).optional().describe("Also turn logical decoding messages with this prefix (pg_logical_emit_message) into events; their content is a JSON object whose fields are named as `columns`. Needs aggregate_types when `topic` holds {aggregate_type}"),
     message_dead_letter_retention: z
       .strictObject({
         max_age: duration("Drop dead letters older than this; 0 keeps them until max_bytes", { min: 60_000, max: 3650 * 86_400_000, zero: true }).default(0),
@@ -340,6 +340,17 @@ const postgresOutbox = z
       .describe(
         "Retention of <deployment>.dlq.<source>.messages, where logical messages that are no event go: anyone connected to the database may emit them, so the topic is bounded (default 1GiB, max_age 0). Applied when Sluice creates the topic, and by the embedded log to an existing one at each start (logged); Kafka does not change an existing topic (docs/outbox.md#when-an-event-is-not-one)",
       ),
+  })
+  .superRefine((outbox, ctx) => {
+    // A message of a type with no topic yet would be dead-lettered (bounded, evictable) or halt: its events lost without a word.
+    if (outbox.message_prefix !== undefined && outbox.aggregate_types === undefined && outbox.topic.includes("{aggregate_type}")) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["aggregate_types"],
+        message:
+          "required with message_prefix (when topic holds {aggregate_type}): any database login may emit logical messages, so they may make only the topics of the aggregate types listed here; without the list a message of a type with no topic yet is dead-lettered or halts (docs/outbox.md#which-topics-the-outbox-makes)",
+      });
+    }
   })
   .optional()
   .describe("Outbox routing (docs/outbox.md): rows of outbox tables, and logical decoding messages with a prefix, become events on topics chosen by a column");

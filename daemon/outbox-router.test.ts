@@ -163,7 +163,7 @@ test("an aggregate type (a value any writer of the outbox chooses) whose topic i
 });
 
 test("a logical message whose payload is nested thousands deep (anyone connected may send one) is OUTBOX_EVENT_INVALID, refused unread, not a stack overflow that stops the source", async () => {
-  const { router: r } = await router("      message_prefix: outbox");
+  const { router: r } = await router("      message_prefix: outbox\n      aggregate_types: [x]");
   const deep = "[".repeat(20_000) + "]".repeat(20_000);
   const content = Buffer.from(`{"id":"m1","aggregatetype":"x","aggregateid":${deep},"type":"t","payload":${deep}}`);
   const event = logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), content, { sourceName: "pg", position: { commit: 9n, change: 8n }, txId: "2", commitTimeMs: 5, snapshot: false });
@@ -171,13 +171,15 @@ test("a logical message whose payload is nested thousands deep (anyone connected
 });
 
 /** A router with a dead-letter place, as the daemon makes it; `counted` gets each dead letter's table and reason. */
-async function deadLetteringRouter(outbox: string, maxRecordBytes?: number) {
+async function deadLetteringRouter(outbox: string, maxRecordBytes?: number, withoutTypes = false) {
   const created: string[] = [];
   const log = { createTopic: async (spec: { name: string }) => void created.push(spec.name), topicNames: async () => [...created] } as unknown as TopicLog;
   const counted: string[] = [];
   const deadLetters: OutboxDeadLetters = { topic: "dep.dlq.pg", messageTopic: "dep.dlq.pg.messages", create: async (topic) => void created.push(topic), onDeadLetter: (table, reason) => void counted.push(`${table} ${reason}`) };
   const cfg = config(outbox);
   if (maxRecordBytes !== undefined) (cfg.topics as { max_record_bytes: number }).max_record_bytes = maxRecordBytes;
+  // The config refuses message_prefix without aggregate_types; the router keeps its own rule for a config built otherwise.
+  if (withoutTypes) delete (cfg.sources[0] as { outbox: { aggregate_types?: string[] } }).outbox.aggregate_types;
   const router = new OutboxRouter(cfg, cfg.sources[0] as never, { encode: async () => [] }, log, new LocalRegistry(await openMemoryStore()), undefined, deadLetters);
   // Each encoding written at once, as capture writes a batch: a dead letter is counted once it is durable.
   const encode = async (event: ChangeEvent) => {
@@ -192,7 +194,7 @@ const origin = { sourceName: "pg", position: { commit: 0x16b3750n, change: 0x16b
 const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString("utf8"));
 
 test("on_invalid dead-letter (the default): a message that is no event becomes one record of <deployment>.dlq.<source>.messages, the change kept whole, the reason naming stream, position and why", async () => {
-  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox');
+  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox\n      aggregate_types: [order]');
   const table = logicalMessageTable("pg", "shop", "outbox");
   const [letter, ...rest] = await r.encode(logicalMessageEvent(table, Buffer.from("not json {"), origin));
   assert.equal(rest.length, 0);
@@ -216,7 +218,7 @@ test("on_invalid dead-letter (the default): a message that is no event becomes o
 });
 
 test("a message over max_message_bytes is cut at decoding (its first bytes and its size, never a string of it whole) and dead-lettered too-large with that prefix", async () => {
-  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      max_message_bytes: 1KiB");
+  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      aggregate_types: [order]\n      max_message_bytes: 1KiB");
   // 3000 bytes, "é" (2 bytes) from byte 1023 on: the cut goes back to a character's start.
   const content = Buffer.from(`${"a".repeat(1023)}${"é".repeat(989)}`);
   assert.equal(content.length, 3001);
@@ -231,7 +233,7 @@ test("a message over max_message_bytes is cut at decoding (its first bytes and i
 });
 
 test("a message over max_message_bytes that reaches the router whole (parked by an earlier version) is refused too-large, not parsed", async () => {
-  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      max_message_bytes: 1KiB");
+  const { router: r, counted } = await deadLetteringRouter("      message_prefix: outbox\n      aggregate_types: [order]\n      max_message_bytes: 1KiB");
   const [letter] = await r.encode(logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(`{"id":"m","pad":"${"z".repeat(5000)}"}`), origin));
   assert.deepEqual(counted, ["pg_logical_message.outbox too-large"]);
   assert.match(text(letter!.headers!["sluice.reason"])!, /content is 5019 bytes, over outbox.max_message_bytes \(1024\).*kept: its first 1024 of 5019 bytes of content$/);
@@ -268,7 +270,7 @@ test("a text payload is measured in UTF-8 bytes at the bound: three-byte and fou
 });
 
 test("outbox.max_message_bytes not set is the deployment's topics.max_record_bytes: a row or a message of 5 MiB (over the 4 MiB default of 84bc496) is published under the 16 MiB default, and one over a lower topics.max_record_bytes is refused naming where the bound came from", async () => {
-  const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox');
+  const { router: r, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox\n      aggregate_types: [order]');
   const payload = `"${"x".repeat(5 * 2 ** 20)}"`;
   const [fromRow] = await r.encode(change("c", row(payload)));
   assert.equal(fromRow?.topic, "dep.outbox.order");
@@ -334,8 +336,8 @@ test("an event refused after its topic was admitted (a payload its Avro schema r
   await assert.rejects(r.encode(change("c", { ...row('{"total": 1}'), aggregatetype: "customer" })), (e) => e instanceof SluiceError && /would make a new topic dep\.outbox\.customer, and 1 topic matches/.test(e.message));
 });
 
-test("without outbox.aggregate_types a logical message (anyone connected may emit one) makes no new topic, so it never uses up outbox.max_topics: the application's new types written as rows still get theirs", async () => {
-  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox\n      max_topics: 2');
+test("without outbox.aggregate_types (refused in a config file with message_prefix; a config built in code) a logical message (anyone connected may emit one) makes no new topic, so it never uses up outbox.max_topics: the application's new types written as rows still get theirs", async () => {
+  const { router: r, created, counted } = await deadLetteringRouter('      tables: ["public.outbox"]\n      message_prefix: outbox\n      aggregate_types: [order]\n      max_topics: 2', undefined, true);
   const message = (type: string) => logicalMessageEvent(logicalMessageTable("pg", "shop", "outbox"), Buffer.from(JSON.stringify({ id: "m", aggregatetype: type, aggregateid: "o-1", type: "t", payload: {} })), origin);
   for (const type of ["junk1", "junk2", "junk3"]) {
     const [letter] = await r.encode(message(type));
