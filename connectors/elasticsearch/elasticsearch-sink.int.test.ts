@@ -611,6 +611,33 @@ describe("Elasticsearch sink specifics", () => {
     await admin.indices.delete({ index: other });
   });
 
+  test("an alias whose filter was dropped while the sink was stopped gets the sink's filter again at the next start: deleted rows stay hidden", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const name = `es_${randomTableName("f")}`;
+    const before = createSink(name);
+    await before.open(signal());
+    try {
+      assert.deepEqual((await before.write([events.insert(1n, { id: 1, v: "a" }), events.insert(2n, { id: 2, v: "gone" }), events.delete(3n, { id: 2 })], signal())).failures, []);
+    } finally {
+      await before.close();
+    }
+    const live = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    // Put back with a plain add (as an operator would after moving it): no filter.
+    await admin.indices.updateAliases({ actions: [{ remove: { index: live, alias: target } }, { add: { index: live, alias: target } }] });
+    const after = createSink(name);
+    await after.open(signal());
+    try {
+      assert.deepEqual((await after.write([events.insert(4n, { id: 3, v: "c" })], signal())).failures, []);
+      assert.deepEqual(await visibleRows(target, events.schema), [
+        { id: "1", v: "a" },
+        { id: "3", v: "c" },
+      ]);
+    } finally {
+      await after.close();
+    }
+  });
+
   test("an index or alias an operator deleted while the sink ran halts the table naming it, instead of an index Elasticsearch creates again without mapping or alias", async () => {
     for (const deleted of ["index", "alias"] as const) {
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
