@@ -24,6 +24,12 @@ export interface ResumeToken {
   readonly gtid: string | null;
   /** Events at or below this position were stored already. */
   readonly skipThrough: Position | null;
+  /**
+   * When skipThrough is inside a MySQL 8 compressed transaction: what its changes' positions were taken under (the
+   * decompression limit, the captured tables: StreamDecoder.positionsKey). Resumed under another, the skip is not
+   * trusted and the transaction is read again from its start.
+   */
+  readonly positionsKey?: string | undefined;
   /** "db.table" -> `change` below which that table's stream events are in its snapshot. */
   readonly snapshotThresholds: Readonly<Record<string, bigint>>;
   /** The snapshot was still running: it resumes from exportedProgress, or without one is taken again. */
@@ -58,6 +64,7 @@ export function encodeResumeToken(token: ResumeToken): string {
       offset: token.offset,
       gtid: token.gtid,
       skip: token.skipThrough === null ? null : [token.skipThrough.commit.toString(), token.skipThrough.change.toString()],
+      ...(token.skipThrough === null || token.positionsKey === undefined ? {} : { pk: token.positionsKey }),
       thresholds: Object.fromEntries(Object.entries(token.snapshotThresholds).map(([table, at]) => [table, at.toString()])),
       ...(token.snapshotIncomplete ? { snapshot: "incomplete" } : {}),
       ...(token.exportedProgress === undefined ? {} : { progress: token.exportedProgress }),
@@ -83,7 +90,7 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   } catch {
     throw bad("not JSON");
   }
-  const { flavor, server, file, offset, gtid, skip, thresholds, snapshot, tables, progress, epoch, xa } = raw;
+  const { flavor, server, file, offset, gtid, skip, pk, thresholds, snapshot, tables, progress, epoch, xa } = raw;
   const version = raw["v"];
   if (typeof version === "number" && version > EPOCH_VERSION) throw bad(`token version ${version}, written by a newer Sluice`);
   if ((version !== VERSION && version !== EPOCH_VERSION) || (flavor !== "mysql" && flavor !== "mariadb") || typeof server !== "number" || typeof file !== "string" || typeof offset !== "number") throw bad("missing fields");
@@ -97,5 +104,6 @@ export function decodeResumeToken(resume: string | undefined, source: string): R
   const exported = parseExportedSnapshotProgress(progress);
   const xaValid = typeof xa === "object" && xa !== null && !Array.isArray(xa) && Object.values(xa).every((t) => Array.isArray(t) && t.every((name) => typeof name === "string"));
   if (xa !== undefined && !xaValid) throw bad("bad prepared XA transactions");
-  return { flavor, serverId: server, file, offset, gtid, skipThrough, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }), ...(epoch === undefined ? {} : { epoch: epoch as number }), ...(xa === undefined ? {} : { preparedXa: xa as Record<string, string[]> }) };
+  const positionsKey = skipThrough !== null && typeof pk === "string" ? { positionsKey: pk } : {};
+  return { flavor, serverId: server, file, offset, gtid, skipThrough, ...positionsKey, snapshotThresholds, snapshotIncomplete: snapshot === "incomplete", ...capturedTables, ...(exported === null ? {} : { exportedProgress: exported }), ...(epoch === undefined ? {} : { epoch: epoch as number }), ...(xa === undefined ? {} : { preparedXa: xa as Record<string, string[]> }) };
 }

@@ -49,6 +49,7 @@ import { closeQuietly, openConnection, sqlOf } from "./sql-connection.ts";
 import { endReplacedDumps, userDumpThreads } from "./replaced-dump.ts";
 import { StreamBatcher } from "./stream-batcher.ts";
 import { StreamDecoder } from "./stream-decoder.ts";
+import { watermarkTableOf } from "./watermarks.ts";
 import { completePartialCreates } from "./partial-images.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
 import { CollationTable } from "./values/charsets.ts";
@@ -85,6 +86,8 @@ export interface MysqlSourceStats extends CaptureStats {
 interface StreamStart {
   readonly coordinates: BinlogCoordinates;
   readonly skipThrough: Position | null;
+  /** The checkpoint's positionsKey (resume-token.ts), for a skipThrough inside a compressed transaction. */
+  readonly skipPositionsKey?: string | undefined;
   readonly thresholds: ReadonlyMap<string, bigint>;
   readonly lastCheckpoint: Position | null;
   /** The prepared XA transactions the checkpoint carries (resume-token.ts). */
@@ -219,6 +222,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
         this.beginStreaming({
           coordinates: { file: token.file, offset: token.offset, gtid: token.gtid },
           skipThrough: token.skipThrough,
+          skipPositionsKey: token.positionsKey,
           thresholds: new Map(Object.entries(token.snapshotThresholds)),
           lastCheckpoint: from!.position,
           preparedXa: token.preparedXa,
@@ -463,6 +467,9 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
       start: coordinates,
       epoch: this.epoch,
       skipThrough,
+      ...(skipThrough === start.skipThrough ? { skipPositionsKey: start.skipPositionsKey } : {}),
+      // The captured tables decide which rows of a compressed transaction take positions (StreamDecoder.positionsKey).
+      positionsConfig: JSON.stringify([config.tables, watermarkTableOf(config)]),
       snapshotThresholds: start.thresholds,
       interleave: this.online.start(),
       heartbeatArrivals,

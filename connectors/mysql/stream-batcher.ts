@@ -117,7 +117,7 @@ export class StreamBatcher {
     } else {
       const position = last.event.source.position;
       const { transaction } = last;
-      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, snapshotThresholds: thresholds, snapshotIncomplete: false, epoch, preparedXa: decoder.preparedXaAt(transaction.start) };
+      const token = { flavor, serverId, file: transaction.file, offset: transaction.offset, gtid: transaction.gtidBefore, skipThrough: position, positionsKey: decoder.payloadPositionsKey(transaction.start), snapshotThresholds: thresholds, snapshotIncomplete: false, epoch, preparedXa: decoder.preparedXaAt(transaction.start) };
       checkpoint = { commit: position.commit, change: position.change, resume: encodeResumeToken(token) };
     }
     this.lastCheckpoint = checkpoint;

@@ -4,6 +4,7 @@
  * tables and stamps each change with its position (positions.ts). Changes at or below the resume
  * checkpoint, and changes a table's snapshot already holds, are dropped.
  */
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { comparePositions } from "../contracts.ts";
 import { tableName } from "../contracts.ts";
@@ -15,7 +16,7 @@ import { GtidState, gtidText } from "./gtid-state.ts";
 import { isHeartbeat } from "./heartbeat-arrivals.ts";
 import type { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
-import { binlogAt, binlogFileIndex, formatAt, rowPosition, throughPosition } from "./positions.ts";
+import { binlogAt, binlogFileIndex, formatAt, isThroughPosition, rowPosition, throughPosition } from "./positions.ts";
 import { ARTIFICIAL_FLAG, EVENT_HEADER_BYTES, readEventHeader } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { DecompressionLimitError } from "./protocol/decompression-limit.ts";
@@ -87,6 +88,16 @@ export interface StreamDecoderOptions {
   readonly epoch?: number;
   /** Changes at or below this position were stored already. */
   readonly skipThrough: Position | null;
+  /**
+   * The positionsKey the checkpoint holding skipThrough was taken under, when skipThrough is inside a compressed
+   * transaction (resume-token.ts); undefined: none recorded, so a skip inside one is not trusted.
+   */
+  readonly skipPositionsKey?: string | undefined;
+  /**
+   * What decides which rows events of a compressed transaction count for its positions besides the decompression
+   * limit: the captured tables (their patterns, the watermark table). Part of positionsKey.
+   */
+  readonly positionsConfig?: string;
   /** "db.table" -> `change` below which the table's snapshot holds the changes. */
   readonly snapshotThresholds: ReadonlyMap<string, bigint>;
   /** Mark transactions for the transaction topic: BEGIN on a transaction's first change, END (with event counts) after its commit. */
@@ -170,6 +181,8 @@ export class StreamDecoder {
   private payload: PayloadCursor | null = null;
   /** The inner events still to decode of the transaction payload under way (step), as they are decompressed. */
   private payloadEvents: AsyncGenerator<Buffer | OversizedEvent> | null = null;
+  /** Where the transaction of the last compressed transaction payload decoded begins (payloadPositionsKey). */
+  private payloadTransactionStart: bigint | null = null;
   /** Whether no transaction was read since the start of a file: a file's GTID list is the state here. */
   private atFileStart: boolean;
   private skipThrough: Position | null;
@@ -237,6 +250,21 @@ export class StreamDecoder {
     return this.transaction !== null;
   }
 
+  /**
+   * What the positions of a compressed transaction's changes depend on besides the binlog: they count only the rows
+   * decoded (a table not captured takes none, a rows event over the decompression limit one), so a checkpoint inside
+   * one is resumed with its skip only under the same key.
+   */
+  get positionsKey(): string {
+    const what = `${this.options.parser.decompressionLimit}\n${this.options.positionsConfig ?? ""}`;
+    return createHash("sha256").update(what).digest("base64url").slice(0, 16);
+  }
+
+  /** positionsKey when the transaction beginning at `transactionStart` was a compressed one (a checkpoint inside it carries it), else undefined. */
+  payloadPositionsKey(transactionStart: bigint): string | undefined {
+    return this.payloadTransactionStart === transactionStart ? this.positionsKey : undefined;
+  }
+
   /** Whether inner events of a transaction payload are left to decode with step() (options.stepPayloads). */
   get payloadPending(): boolean {
     return this.payloadEvents !== null;
@@ -267,6 +295,7 @@ export class StreamDecoder {
       }
       const pending = this.handle(parsed.header, parsed.body, out);
       if (pending !== undefined) await pending;
+      if (this.transaction !== null) this.payloadTransactionStart = this.transaction.start;
       return next.value.length;
     } catch (error) {
       this.endPayload();
@@ -724,10 +753,29 @@ export class StreamDecoder {
   private transactionPayload(payload: TransactionPayload, start: number, end: number, out: DecodedEvent[]): Promise<void> | void {
     this.payloadEvents = streamPayloadEvents(payload, this.options.parser.decompressionLimit);
     this.payload = { start, end, next: start + 1 };
+    this.checkPayloadSkip(start);
     if (this.options.stepPayloads === true) return;
     return (async () => {
       while (this.payloadEvents !== null) await this.step(out);
     })();
+  }
+
+  /**
+   * A checkpoint inside this compressed transaction taken under another positionsKey (or none) numbered its changes
+   * differently: skipping through its position could pass over changes not stored (or hand on stored ones again
+   * further on). The transaction is read again from its start instead: changes stored before are handed on twice, none lost.
+   */
+  private checkPayloadSkip(start: number): void {
+    const skip = this.skipThrough;
+    const transactionStart = this.transaction?.start ?? binlogAt(this.fileIndex, start);
+    if (skip === null || isThroughPosition(skip) || skip.commit !== transactionStart) return;
+    const key = this.positionsKey;
+    if (this.options.skipPositionsKey === key) return;
+    this.skipThrough = null;
+    this.options.logger.warn(
+      { transaction: formatAt(transactionStart, this.file, this.options.epoch ?? 0), gtid: this.transaction?.id ?? null, checkpoint: formatAt(skip.change, this.file, this.options.epoch ?? 0) },
+      `the checkpoint is inside the compressed transaction at ${formatAt(transactionStart, this.file, this.options.epoch ?? 0)}${this.transaction?.id == null ? "" : ` (${this.transaction.id})`}, taken under another decompression limit (\`memory\`) or other captured tables${this.options.skipPositionsKey === undefined ? " (or by a Sluice that did not record them)" : ""}, which number its changes differently: the transaction is read again from its start, so its changes stored before the restart are handed on twice`,
+    );
   }
 
   /** A rows event of the payload over the limit: read up to its table id, its table halted (rowsTooLarge), the rest passed over. */
