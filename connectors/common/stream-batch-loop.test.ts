@@ -51,7 +51,7 @@ function setUp(options: { maxBatchEvents?: number; progressIntervalMs?: number }
   const push = (...runs: number[][]) => {
     for (const run of runs) buffer.push(run, 1);
   };
-  return { loop, push, state, buffer };
+  return { loop, push, state, buffer, policy };
 }
 
 /** Whether `promise` settled after the microtasks and timers due so far have run. */
@@ -111,6 +111,26 @@ describe("stream batch loop", () => {
     assert.equal(await settled(pending), false);
     push([2]);
     assert.deepEqual((await pending).events, [1, 2]);
+  });
+
+  test("a stop is seen between the steps of an item left to decode that the batch takes beyond full (a compressed transaction holding a snapshot chunk)", async () => {
+    const { loop, push, state, policy } = setUp({ maxBatchEvents: 2 });
+    const controller = new AbortController();
+    let steps = 0;
+    // 1000 steps, each a change; stopped after the third.
+    Object.assign(policy, {
+      pending: () => steps < 1000,
+      takesPendingBeyondFull: () => true,
+      applyPending: async () => {
+        steps++;
+        state.out.push(steps);
+        if (steps === 3) controller.abort(new Error("stopped"));
+        return 1;
+      },
+    });
+    push([0]);
+    await assert.rejects(loop.next(controller.signal), /stopped/);
+    assert.equal(steps, 3, "no step after the stop");
   });
 
   test("aborts while waiting, and at once when already aborted", async () => {

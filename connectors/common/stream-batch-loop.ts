@@ -92,6 +92,8 @@ export class StreamBatchLoop<Item, Batch> {
         const left = pending();
         if (left ? full() && policy.takesPendingBeyondFull?.() !== true : buffer.length === 0 || (full() && !policy.takesBeyondFull(buffer.peek()!))) break;
         if (left) {
+          // A payload may take many steps before the batch is handed on (takesPendingBeyondFull): a stop is not kept waiting for its end.
+          signal.throwIfAborted();
           bytes += await policy.applyPending!();
         } else {
           bytes += buffer.nextBytes;
