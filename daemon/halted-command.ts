@@ -139,7 +139,9 @@ export async function runHaltedCommand(
   const body = bodyOf<HaltReleaseReport>(response);
   if (!response.ok) {
     const elsewhere = response.status === 404 ? await haltedElsewhereHint(config, "sink", options.sink, options.table) : "";
-    const capture = response.status === 404 && elsewhere === "" ? " A table halted at capture is released with --source NAME instead of --sink." : "";
+    // Not when the daemon said the sink runs in another process: that, not a capture halt, is why it has none.
+    const sinkNotRunHere = /is in the config but does not run in this process/.test(body.error ?? "");
+    const capture = response.status === 404 && elsewhere === "" && !sinkNotRunHere ? " A table halted at capture is released with --source NAME instead of --sink." : "";
     io.stderr(`sluice halted ${action}: ${oneLine(body.error ?? response.statusText)}${refusalHint(response)}.${elsewhere}${capture}\n`);
     return 1;
   }
