@@ -16,7 +16,7 @@ import { GtidState, gtidText } from "./gtid-state.ts";
 import { isHeartbeat } from "./heartbeat-arrivals.ts";
 import type { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
 import { isRetriableMysqlError, toSluiceError } from "./mysql-errors.ts";
-import { binlogAt, binlogFileIndex, formatAt, isThroughPosition, rowPosition, throughPosition } from "./positions.ts";
+import { binlogAt, binlogFileIndex, formatAt, isThroughPosition, offsetOf, rowPosition, throughPosition } from "./positions.ts";
 import { ARTIFICIAL_FLAG, EVENT_HEADER_BYTES, readEventHeader } from "./protocol/event-header.ts";
 import type { EventHeader } from "./protocol/event-header.ts";
 import { DecompressionLimitError } from "./protocol/decompression-limit.ts";
@@ -772,6 +772,9 @@ export class StreamDecoder {
     const key = this.positionsKey;
     if (this.options.skipPositionsKey === key) return;
     this.skipThrough = null;
+    // Numbered above the stored change: the sinks apply a row's change only over a lower position, so a change read
+    // again below it would be dropped there (a row's second change lost); too few bytes left stops with MYSQL_POSITION_OVERFLOW.
+    this.payload!.next = Math.max(this.payload!.next, offsetOf(skip.change) + 1);
     this.options.logger.warn(
       { transaction: formatAt(transactionStart, this.file, this.options.epoch ?? 0), gtid: this.transaction?.id ?? null, checkpoint: formatAt(skip.change, this.file, this.options.epoch ?? 0) },
       `the checkpoint is inside the compressed transaction at ${formatAt(transactionStart, this.file, this.options.epoch ?? 0)}${this.transaction?.id == null ? "" : ` (${this.transaction.id})`}, taken under another decompression limit (\`memory\`) or other captured tables${this.options.skipPositionsKey === undefined ? " (or by a Sluice that did not record them)" : ""}, which number its changes differently: the transaction is read again from its start, so its changes stored before the restart are handed on twice`,
