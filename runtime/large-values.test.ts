@@ -22,7 +22,7 @@ test("letting go of a value of LARGE_VALUE_BYTES or more collects at once; a sma
 });
 
 /** A releaser on a clock of the test's, whose collections take `collectMs` and free all external memory but `baseline`. */
-function fake(collectMs = 10) {
+function fake(collectMs = 10, baseline = 0) {
   const state = { now: 0, external: 0, collections: 0, scheduled: [] as { at: number; run: () => void }[], gcTaken: 0 };
   const releaser = new LargeValueReleaser({
     collect: () => {
@@ -30,7 +30,7 @@ function fake(collectMs = 10) {
       return () => {
         state.collections++;
         state.now += collectMs;
-        state.external = 0;
+        state.external = baseline;
       };
     },
     externalBytes: () => state.external,
@@ -77,7 +77,18 @@ test("a collection that took long spaces the next ones further apart", () => {
   assert.equal(state.collections, 2);
 });
 
-test("no collection when memory outside the heap did not grow by a large value (freed already)", () => {
+test("a value still held during one collection and let go of after it is collected at the next release", () => {
+  // The first collection leaves the value (another stage still held it) outside the heap: it is part of what remains.
+  const { state, releaser } = fake(10, LARGE_VALUE_BYTES);
+  state.external = 2 * LARGE_VALUE_BYTES;
+  releaser.release(LARGE_VALUE_BYTES);
+  assert.equal(state.collections, 1);
+  state.now += MIN_COLLECT_INTERVAL_MS + 1;
+  releaser.release(LARGE_VALUE_BYTES);
+  assert.equal(state.collections, 2, "collected although external memory did not grow since the last collection");
+});
+
+test("no collection when less than a large value is outside the heap (freed already)", () => {
   const { state, releaser } = fake();
   state.external = LARGE_VALUE_BYTES - 1;
   releaser.release(LARGE_VALUE_BYTES);

@@ -6,8 +6,8 @@
  * value is not in it) may not collect for seconds: the capture thread still held three copies of
  * a 64 MiB value while the sink wrote it to DuckDB, each a copy the memory plan does not count.
  * So a stage that has let go of a record this large asks for a full collection. A full collection
- * stops the thread (a mark-compact of its whole heap), so a thread collects so only when memory
- * outside its heap grew by a large value since its last one, and at most once per
+ * stops the thread (a mark-compact of its whole heap), so a thread collects so only when at least
+ * a large value's worth of memory is outside its heap, and at most once per
  * MIN_COLLECT_INTERVAL_MS (and per COLLECT_TIME_SHARE times the last one's duration): a table of
  * only large rows does not pause capture or a sink on every batch. A release within the interval
  * leaves one collection due at its end.
@@ -39,8 +39,6 @@ export class LargeValueReleaser {
   #collect: (() => void) | null | undefined;
   #attempts = 0;
   #nextAt = -Infinity;
-  /** External memory right after the last collection, or the least seen since. */
-  #externalAfter = 0;
   #due = false;
 
   constructor(options: LargeValueReleaserOptions) {
@@ -52,27 +50,25 @@ export class LargeValueReleaser {
     if (bytes < LARGE_VALUE_BYTES || this.#due) return;
     const wait = this.#nextAt - this.#options.now();
     if (wait <= 0) {
-      this.#collectIfGrown();
+      this.#collectIfHeld();
       return;
     }
     this.#due = true;
     this.#options.schedule(() => {
       this.#due = false;
-      this.#collectIfGrown();
+      this.#collectIfHeld();
     }, wait);
   }
 
-  #collectIfGrown(): void {
-    const external = this.#options.externalBytes();
-    this.#externalAfter = Math.min(this.#externalAfter, external);
-    // Nothing as large as a large value outside the heap since (a minor collection may have freed it): nothing to give back.
-    if (external - this.#externalAfter < LARGE_VALUE_BYTES) return;
+  #collectIfHeld(): void {
+    // Less than a large value outside the heap (a minor collection freed it already): nothing to give back. Not compared
+    // with what the last collection left: a value another stage still held then is part of that, and is let go of now.
+    if (this.#options.externalBytes() < LARGE_VALUE_BYTES) return;
     const collect = this.#gc();
     if (collect === null) return;
     const started = this.#options.now();
     collect();
     const ended = this.#options.now();
-    this.#externalAfter = this.#options.externalBytes();
     this.#nextAt = ended + Math.max(MIN_COLLECT_INTERVAL_MS, COLLECT_TIME_SHARE * (ended - started));
   }
 
