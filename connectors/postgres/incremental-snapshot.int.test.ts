@@ -389,6 +389,46 @@ test("a table dropped and created again that is already in the publication when 
   }
 });
 
+test("snapshot.mode never: a table dropped and created again that is already in the publication keeps the rows streamed since it joined (no late empty request)", async () => {
+  // With no backfill nothing reads the rows again: an empty request written when the look finds the table would
+  // erase the changes streamed since the table joined the publication.
+  const raced = randomName("racednever");
+  await admin.query(`CREATE SCHEMA "${raced}"`);
+  const c = sourceConfig({ tables: [`${raced}.*`], snapshot: { mode: "never", parallelism: 1, chunk_rows: 700 }, heartbeat_interval: 500 });
+  configs.push(c);
+  const opened: PostgresSource[] = [];
+  const pumps: Pump[] = [];
+  const stopCheckpoints = checkpointing();
+  try {
+    await admin.query(`CREATE TABLE "${raced}".t (id int PRIMARY KEY, note text)`);
+    const source = newSource(c, { tableDiscoveryMs: 300 });
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const fold = new Fold("t");
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("streaming", () => streamingOnly(state));
+    await admin.query(`INSERT INTO "${raced}".t VALUES (1, 'before')`);
+    await waitFor("a change of the first table", () => fold.visible().has("1"), 20_000);
+
+    await admin.query(
+      `BEGIN; DROP TABLE "${raced}".t; CREATE TABLE "${raced}".t (id int PRIMARY KEY, note text); ` +
+        `ALTER PUBLICATION "${c.publication}" ADD TABLE "${raced}".t; COMMIT`,
+    );
+    await admin.query(`INSERT INTO "${raced}".t VALUES (201, 'streamed')`);
+    await waitFor("the new table's change, streamed", () => fold.visible().get("201")?.["note"] === "streamed", 20_000);
+    // A few looks later (every 300 ms): the row streamed is still there.
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await admin.query(`INSERT INTO "${raced}".t VALUES (202, 'later')`);
+    await waitFor("a later change", () => fold.visible().has("202"), 20_000);
+    assert.equal(fold.visible().get("201")?.["note"], "streamed", "the row streamed since the table joined the publication is kept");
+  } finally {
+    await stopCheckpoints();
+    await stopPumps(pumps, opened);
+    await admin.query(`DROP SCHEMA "${raced}" CASCADE`);
+  }
+});
+
 test("a crash between a table joining the publication and its backfill request reaching a checkpoint does not lose the backfill (created while streaming, or added while Sluice was down)", async () => {
   const crashed = randomName("crashed");
   await admin.query(`CREATE SCHEMA "${crashed}"`);

@@ -792,6 +792,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
     const members = await publicationMembers(catalog, this.names.publication);
     const already = tables.filter((t) => published.has(`${t.schema}.${t.table}`) || members.has(t.relid));
+    // Their changes stream already: with no backfill to read the rows again, a late empty request would erase the rows
+    // streamed since they joined the publication. They are told as not backfilled instead.
+    if (!backfill) return this.notBackfilled(already);
     const statement = addedTablesStatement(this.names.slot, already, "", emptied, backfill);
     if (statement === "") return;
     this.logger.info({ tables: already.map((t) => `${t.schema}.${t.table}`) }, "new tables are already in the publication (added by hand, or put back by name after a table of their name was dropped): their rows are read by an online snapshot");
