@@ -179,7 +179,7 @@ export async function runAbandonRebuildCommand(config: SluiceConfig, sinkName: s
   }
   if (!execute && config.topics.kind === "embedded" && !existsSync(config.topics.path)) {
     // No embedded log: no process runs the sink with this config, so there is no lease to take, and none to make.
-    return withSinkAlone(sinkConfig, io, logger, async (sink, signal) => finish(await abandonRebuild(sink, tables, false, signal, logger), ""));
+    return withRebuildableSink(sinkConfig, io, logger, async (sink, signal) => finish(await abandonRebuild(sink, tables, false, signal, logger), ""));
   }
   return withSinkHere(config, sinkConfig, execute ? "abandon" : "abandon-dry-run", io, logger, async (sink, _log, sharing, signal) => {
     try {
@@ -290,18 +290,7 @@ async function withSinkHere(
     }
     const held = hold;
     const sharing: SinkSharing = held === null ? { group, others: () => otherSinkProcesses(log, group, 0) } : { group, others: () => otherSinkProcesses(log, group, 1), changed: () => held.changed() };
-    const sink = await createSink(sinkConfig, logger);
-    if (!isRebuildable(sink)) {
-      io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);
-      return 1;
-    }
-    const signal = new AbortController().signal;
-    await sink.open(signal);
-    try {
-      return await work(sink, log, sharing, signal);
-    } finally {
-      await sink.close();
-    }
+    return await withRebuildableSink(sinkConfig, io, logger, (sink, signal) => work(sink, log, sharing, signal));
   } finally {
     // Left only once the sink is closed: a daemon waiting for it opens the sink after the swap.
     await hold?.close();
@@ -310,8 +299,8 @@ async function withSinkHere(
   }
 }
 
-/** Runs `work` on the sink opened by this command with no topic log and no lease (a look that changes nothing). */
-async function withSinkAlone(sinkConfig: SinkConfig, io: RebuildIo, logger: Logger, work: (sink: RebuildableSink, signal: AbortSignal) => Promise<number>): Promise<number> {
+/** Runs `work` on the sink opened by this command, closed after it (alone: a look with no topic log and no lease, which changes nothing). */
+async function withRebuildableSink(sinkConfig: SinkConfig, io: RebuildIo, logger: Logger, work: (sink: RebuildableSink, signal: AbortSignal) => Promise<number>): Promise<number> {
   const sink = await createSink(sinkConfig, logger);
   if (!isRebuildable(sink)) {
     io.stderr(`sluice replay: sink "${sinkConfig.name}" (${sinkConfig.kind}) cannot rebuild\n`);
