@@ -8,6 +8,7 @@ import { SluiceError } from "../errors.ts";
 import type { CapturedTable } from "./captured-tables.ts";
 import { formatLsn } from "./lsn.ts";
 import type { RawColumn, TupleData } from "./protocol/pgoutput.ts";
+import type { Utf8Slicing } from "./protocol/byte-reader.ts";
 import { BYTE_DECODERS, NOT_DECODED } from "./values/scalars.ts";
 import type { ByteDecoder } from "./values/scalars.ts";
 
@@ -109,7 +110,7 @@ export function wholeRowFromTupleBytes(table: CapturedTable, bytes: Buffer, offs
     let value = decoder === undefined ? NOT_DECODED : decoder(bytes, at, end);
     if (value === NOT_DECODED) {
       try {
-        value = decodeColumn(table, i, (bytes as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(at, end), position);
+        value = decodeColumn(table, i, (bytes as Buffer & Utf8Slicing).utf8Slice(at, end), position);
       } catch {
         return undefined;
       }

@@ -1,5 +1,5 @@
 /** Node's Buffer method behind toString("utf8", start, end), without its argument handling (avsc uses it too). */
-interface Utf8Slicing {
+export interface Utf8Slicing {
   utf8Slice(start: number, end: number): string;
 }
 
