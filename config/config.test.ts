@@ -189,6 +189,23 @@ describe("YAML aliases, numbers and values as written", () => {
     );
     assert.equal(loadConfigText("c.yaml", withHttp(`http: {admin_token: ${token}, read_token: ${token}-read}\n`), { env: {} }).http.read_token, `${token}-read`);
   });
+
+  test("the builtin registry's token is held to the API tokens' rules and is not the read token", () => {
+    // Found probing a live daemon: `schema_registry.token: x` (or "", or the read token) was accepted. "x" let anyone
+    // reaching the daemon guess their way to registry writes (deleting subjects); the read token's copy handed them to
+    // every read-only client.
+    const withRegistry = (lines: string) => `name: shop\nsources:\n  - {name: pg, kind: postgres, database: app, user: u, tables: [public.t]}\n${lines}`;
+    const read = "0123456789abcdef-read-token";
+    for (const weak of ['"x"', '""', '"has spaces in it, twenty"']) {
+      assert.throws(() => loadConfigText("c.yaml", withRegistry(`schema_registry: {kind: builtin, token: ${weak}}\n`), { env: {} }), /schema_registry\.token: expected (at least 16 characters|a token of printable ASCII)/, weak);
+    }
+    assert.throws(
+      () => loadConfigText("c.yaml", withRegistry(`http: {read_token: ${read}}\nschema_registry: {kind: builtin, token: ${read}}\n`), { env: {} }),
+      (error: unknown) => /schema_registry\.token: expected a registry token other than http\.read_token/.test(String(error)) && !String(error).includes(read),
+    );
+    const config = loadConfigText("c.yaml", withRegistry(`http: {read_token: ${read}}\nschema_registry: {kind: builtin, token: ${read}-registry}\n`), { env: {} });
+    assert.equal(config.schema_registry.kind === "builtin" ? config.schema_registry.token : undefined, `${read}-registry`);
+  });
 });
 
 describe("Elasticsearch refresh_interval", () => {

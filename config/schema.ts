@@ -497,11 +497,20 @@ const compatibility = z
   .default("BACKWARD")
   .describe("Default compatibility level for subjects");
 
+/** A bearer token of the daemon's HTTP API: long enough not to be guessed over the network, sent as one header word. */
+const apiToken = (description: string) =>
+  z
+    .string()
+    .min(16, { error: "expected a token of at least 16 characters (e.g. the output of `openssl rand -hex 32`)" })
+    .regex(/^[\x21-\x7e]+$/, { error: "expected a token of printable ASCII characters without spaces" })
+    .optional()
+    .describe(description);
+
 const builtinRegistry = z.strictObject({
   kind: z.literal("builtin"),
   compatibility,
   path: urlPath("URL path under the HTTP server where the Confluent-compatible API is served; not one of the daemon's own paths (/healthz, /readyz, /status, /sinks, /sources, the metrics path)").default("/registry"),
-  token: z.string().optional().describe("Bearer token that grants the registry's endpoints (reads and writes) and nothing else (or token_file); http.admin_token and http.read_token are accepted too (see docs/security.md)"),
+  token: apiToken("Bearer token that grants the registry's endpoints (reads and writes) and nothing else (or token_file); at least 16 printable characters, not http.read_token; http.admin_token and http.read_token are accepted too (see docs/security.md)"),
 });
 
 const remoteRegistry = z.strictObject({
@@ -630,14 +639,6 @@ const elasticsearchSink = z.strictObject({
 }).refine((sink) => sink.tls === undefined || sink.nodes.every(isHttps), { error: "tls applies to https:// nodes; every node must be https:// when it is set", path: ["tls"] });
 
 const sink = z.discriminatedUnion("kind", [duckdbSink, clickhouseSink, elasticsearchSink]);
-
-const apiToken = (description: string) =>
-  z
-    .string()
-    .min(16, { error: "expected a token of at least 16 characters (e.g. the output of `openssl rand -hex 32`)" })
-    .regex(/^[\x21-\x7e]+$/, { error: "expected a token of printable ASCII characters without spaces" })
-    .optional()
-    .describe(description);
 
 const httpTls = z
   .strictObject({
@@ -775,8 +776,16 @@ export function crossCheck(raw: Record<string, unknown>): CrossCheckIssue[] {
       }
     });
   });
-  issues.push(...sharedResourceClashes(raw), ...httpPathClashes(raw), ...personalDataWithoutKey(raw));
+  issues.push(...sharedResourceClashes(raw), ...httpPathClashes(raw), ...personalDataWithoutKey(raw), ...registryTokenIsReadToken(raw));
   return issues;
+}
+
+/** The builtin registry's token grants registry writes: the read token's copy would hand them to every read-only client. */
+function registryTokenIsReadToken(raw: Record<string, unknown>): CrossCheckIssue[] {
+  const registry = raw["schema_registry"] as { kind?: unknown; token?: unknown } | null | undefined;
+  const read = (raw["http"] as { read_token?: unknown } | null | undefined)?.read_token;
+  if (registry?.kind !== "builtin" || typeof registry.token !== "string" || registry.token !== read) return [];
+  return [{ path: ["schema_registry", "token"], message: "expected a registry token other than http.read_token: the registry token grants registry writes (registering and deleting schemas), so read-only clients would hold them" }];
 }
 
 /** Personal columns need the master key that wraps their subjects' keys. */
