@@ -600,7 +600,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         seen: this.seenPartitions,
         list: (known) => leafPartitions(catalog, known),
         attached: (table, partitions) => this.readAttachedPartitions(table, partitions),
-        rewritten: (table, partitions) => this.readRewrittenPartitions(table, partitions),
+        rewritten: (table, partitions, gone) => this.readRewrittenPartitions(table, partitions, gone),
       },
       enumLabels: (known) => this.readRenamedEnumLabels(catalog, known),
       looked: () => this.saveMarks(),
@@ -839,17 +839,30 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /**
    * Partitions of a captured partitioned table with a new relfilenode: a TRUNCATE of one, which pgoutput does not send
    * when it publishes through the root, so its rows would stay in the sinks; or a rewrite (VACUUM FULL, CLUSTER, an
-   * ALTER that rewrites), which keeps them. Either way the root is read again whole, and its closing reset removes the
-   * rows it no longer has.
+   * ALTER that rewrites), which keeps them. Or partitions `gone` from it: detached (their rows no longer the root's) or
+   * dropped, which no change in the WAL tells either, so the sinks would keep their rows as the root's for good. Either
+   * way the root is read again whole, and its closing reset removes the rows it no longer has.
    */
-  private async readRewrittenPartitions(table: TableRef, partitions: readonly number[]): Promise<void> {
+  private async readRewrittenPartitions(table: TableRef, partitions: readonly number[], gone: readonly number[]): Promise<void> {
     const name = `${table.schema}.${table.table}`;
-    if (this.config.snapshot.mode === "never") {
-      this.logger.warn({ table: name, partitions }, `partitions of ${name} were truncated or rewritten (a truncate of a partition is not streamed): ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+    const what = [
+      ...(partitions.length > 0 ? ["truncated or rewritten (a truncate of a partition is not streamed)"] : []),
+      ...(gone.length > 0 ? ["detached or dropped (their rows leave it with no change streamed)"] : []),
+    ].join(", and others ");
+    const fields = { table: name, partitions, ...(gone.length > 0 ? { gone } : {}) };
+    const leftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
+    if (partitions.length === 0 && leftOut.length > 0) {
+      // Deletes or truncates left out of the publication keep purged rows in the sinks (often a warehouse's purpose):
+      // a partition detached or dropped (pg_partman's retention) is purged rows too.
+      this.logger.warn(fields, `partitions of ${name} were detached or dropped: their rows stay in the sinks, as the publication leaves out ${leftOut.join(" and ")}; to remove them, read ${name} again with sluice snapshot --table ${name} --execute`);
       return;
     }
-    this.logger.warn({ table: name, partitions }, `partitions of ${name} were truncated or rewritten (a truncate of a partition is not streamed): ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
-    await this.snapshots.request(name, null, "partition-rewritten");
+    if (this.config.snapshot.mode === "never") {
+      this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
+      return;
+    }
+    this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
+    await this.snapshots.request(name, null, partitions.length > 0 ? "partition-rewritten" : "partition-detached");
   }
 
   /**

@@ -35,14 +35,16 @@ export interface TableDiscoveryOptions {
    * the WAL carries; also CREATE TABLE ... PARTITION OF): `list` gives each partitioned table's leaf partitions,
    * `attached` is told those not there at the previous look, once (the source reads their rows). `rewritten` is told
    * those with a new relfilenode: a TRUNCATE of a partition, which pgoutput does not send when it publishes through
-   * the root (also VACUUM FULL, CLUSTER or a rewriting ALTER, which keep the rows); it covers the attached ones too.
+   * the root (also VACUUM FULL, CLUSTER or a rewriting ALTER, which keep the rows), and `gone` those no longer
+   * partitions of it (DETACH PARTITION, also CONCURRENTLY once done, or a partition dropped: their rows leave the root
+   * with no change in the WAL); it covers the attached ones too.
    */
   readonly partitions?: {
     /** Kept by the source across streams: a discovery made at a reconnect takes up what the last one saw. */
     readonly seen: SeenPartitions;
     readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly LeafPartition[]>>;
     readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
-    readonly rewritten: (table: TableRef, partitions: readonly number[]) => Promise<void>;
+    readonly rewritten: (table: TableRef, partitions: readonly number[], gone: readonly number[]) => Promise<void>;
   };
   /**
    * At every look, the known tables as listed now: the source reads again those whose enum labels were renamed since
@@ -188,7 +190,7 @@ export class TableDiscovery {
   }
 
   /**
-   * Tells partitions attached since the last look; a table not known then (taken up whole) has none told. Each table
+   * Tells partitions attached, rewritten or gone since the last look; a table not known then (taken up whole) has none told. Each table
    * on its own: one whose telling fails (a lost lock, a grant missing) keeps what was seen of it before, to be told
    * again at the next look, and neither stops the others nor makes them told again.
    */
@@ -213,7 +215,9 @@ export class TableDiscovery {
           const leaves = now.get(idOf(table)) ?? [];
           const rewritten = leaves.filter((leaf) => had.has(leaf.relid) && had.get(leaf.relid) !== leaf.filenode).map((leaf) => leaf.relid);
           const attached = leaves.filter((leaf) => !had.has(leaf.relid)).map((leaf) => leaf.relid);
-          if (rewritten.length > 0) await partitions.rewritten(table, rewritten);
+          const present = new Set(leaves.map((leaf) => leaf.relid));
+          const gone = [...had.keys()].filter((relid) => !present.has(relid));
+          if (rewritten.length > 0 || gone.length > 0) await partitions.rewritten(table, rewritten, gone);
           else if (attached.length > 0) await partitions.attached(table, attached);
         }
         // Only once told: a failure is tried again at the next look.
