@@ -6,7 +6,7 @@
  * then moved to where the rebuild ended, so a sink refused for them reads on from there.
  */
 import type { PartitionOffsets, Position, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
-import { SluiceError } from "../connectors/errors.ts";
+import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
 import { personalValuesOf, redactFailures, Redactor } from "../connectors/sinks/personal-values.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
@@ -289,15 +289,36 @@ async function writeRebuildBatch(sink: RebuildableSink, changes: SinkChange[], s
   // A server's refusal may quote a row's values: the personal ones never reach the rebuild's error (log, progress, command output).
   // Redacted inside the retried step, as each failure is warned and shown while the rebuild waits; in place, so it stays retriable or not.
   let redactor: Redactor | undefined;
-  const write = async () => {
-    try {
-      return await sink.writeRebuild(changes, signal);
-    } catch (error) {
-      redactor ??= new Redactor(personalValuesOf(changes.map((c) => c.event)));
-      throw error instanceof Error ? redactor.error(error) : error;
-    }
+  const redacted = (error: unknown) => {
+    redactor ??= new Redactor(personalValuesOf(changes.map((c) => c.event)));
+    return error instanceof Error ? redactor.error(error) : error;
   };
-  // Written again whole after a retriable failure: the new generation applies by version, so rows written twice are written once.
+  // The batch's positions still to write: items the target refused as temporary (an Elasticsearch item's 429 or 5xx)
+  // are written again, alone, as the live sink writes them again; refused for longer than the sink's own rounds, they
+  // are waited out as a whole request's 429 is, never ending the rebuild.
+  let pending = changes.map((_, index) => index);
+  const write = async () => {
+    let result: Awaited<ReturnType<RebuildableSink["writeRebuild"]>>;
+    try {
+      result = await sink.writeRebuild(pending.map((index) => changes[index]!), signal);
+    } catch (error) {
+      throw redacted(error);
+    }
+    const permanent = result.failures.filter((f) => !f.retriable);
+    if (permanent.length > 0 || result.failures.length === 0) return { failures: permanent.map((f) => ({ ...f, index: pending[f.index]! })) };
+    const refused = result.failures.map((f) => pending[f.index]!);
+    const first = result.failures[0]!;
+    const change = changes[refused[0]!]!;
+    pending = refused;
+    throw redacted(
+      new ConnectionError(`the target refused ${refused.length} item${refused.length === 1 ? "" : "s"} as temporary (first at ${recordWhere(change.origin)}: ${first.error.message})`, {
+        code: "REBUILD_ITEMS_REFUSED",
+        context: { component: "rebuild", sink: sink.name, table: change.event.schema.table, topic: change.origin.topic, partition: change.origin.partition, offset: change.origin.offset.toString() },
+        cause: first.error,
+      }),
+    );
+  };
+  // Written again after a retriable failure of the whole request: the new generation applies by version, so rows written twice are written once.
   const result = await waitOut("write", write);
   if (result.failures.length > 0) {
     const first = result.failures[0]!;

@@ -1,0 +1,145 @@
+/**
+ * A rebuild whose target refuses one step for a while: one item of an Elasticsearch bulk reply
+ * answered 429 (es_rejected_execution_exception) round after round, and the swap's request cut
+ * (before it reaches the server, or after the server applied it and before its reply). The
+ * rebuild waits each out with the sink's backoff, as it waits out a target that cannot be reached,
+ * and ends with every row swapped in once. The real servers, each behind an HTTP proxy of this
+ * test (test/e2e/http-fault-proxy.ts): the shared servers are not touched.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import type { SinkChange } from "../connectors/contracts.ts";
+import { ElasticsearchSink } from "../connectors/elasticsearch/elasticsearch-sink.ts";
+import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
+import type { RebuildableSink } from "../connectors/sinks/contract.ts";
+import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
+import { Events, randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
+import { esRequest, deleteElasticIndices } from "../test/e2e/helpers.ts";
+import { HttpFaultProxy } from "../test/e2e/http-fault-proxy.ts";
+import type { FaultDecision, ProxiedRequest } from "../test/e2e/http-fault-proxy.ts";
+import { elasticsearch } from "../test/services/ports.ts";
+import { deserializeEvent, serializeEvent } from "./event-json.ts";
+import { rebuildSink } from "./rebuild.ts";
+import type { RebuildProgress } from "./rebuild-progress.ts";
+
+const ROWS = 1_000;
+const prefix = randomTableName("rebuild_refusals");
+
+after(async () => {
+  await deleteElasticIndices(`${prefix}_`);
+});
+
+type OpenSink = RebuildableSink & { open(signal: AbortSignal): Promise<void>; close(): Promise<void> };
+
+const elasticSink = (url: string): OpenSink =>
+  new ElasticsearchSink(testSinkConfig("elasticsearch", { name: "search", nodes: [url], bulk_bytes: 5 * 2 ** 20, target: `${prefix}_{schema}_{table}` }), { logger: testLogger() });
+
+async function elasticRows(target: string): Promise<Map<number, string>> {
+  await esRequest("POST", `/${prefix}_${target}/_refresh`);
+  const found = await esRequest("POST", `/${prefix}_${target}/_search`, { size: 10_000, query: { match_all: {} } });
+  const hits = (found.json as { hits: { hits: { _source: { id: number; name: string } }[] } }).hits.hits;
+  return new Map(hits.map((h) => [Number(h._source.id), h._source.name]));
+}
+
+/**
+ * Fills a topic with ROWS rows (row 1 updated, row 2 deleted), writes one stale row to the live
+ * target, rebuilds the sink through `proxy` and checks what users see after: every row of the
+ * topic once, none of the stale one.
+ */
+async function rebuildThrough(open: (url: string) => OpenSink, proxy: HttpFaultProxy, visible: (target: string) => Promise<Map<number, string>>): Promise<RebuildProgress[]> {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-refusals-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger });
+  const sink = open(proxy.url);
+  try {
+    const table = randomTableName("items");
+    const events = new Events(tableSchema(table, [["id", "integer"], ["name", "text"]]));
+    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    const history: SinkChange[] = [];
+    for (let id = 1; id <= ROWS; id++) history.push(events.insert(BigInt(id), { id, name: `row ${id}` }));
+    history.push(events.update(BigInt(ROWS + 1), { id: 1, name: "uno" }), events.delete(BigInt(ROWS + 2), { id: 2 }));
+    await log.produce(history.map(({ event }) => ({ topic: events.topic, key: Buffer.from(String(event.key["id"])), value: Buffer.from(serializeEvent(event)), timestamp: 0 })));
+    const signal = new AbortController().signal;
+    await sink.open(signal);
+    await sink.write([events.insert(1n, { id: ROWS + 7, name: "stale" })], signal);
+    const progress: RebuildProgress[] = [];
+    const report = await rebuildSink({
+      sink,
+      log,
+      decoder: { decode: async (r) => (r.value ? deserializeEvent(Buffer.from(r.value).toString()) : null) },
+      topics: [events.topic],
+      group: "rebuild-refusals.rebuild",
+      logger,
+      signal,
+      batchRecords: 300,
+      retry: { initialMs: 100, maxMs: 400 },
+      onProgress: (p) => progress.push(p),
+    });
+    assert.deepEqual(report.tables, [`public.${table}`]);
+    assert.equal(report.records, ROWS + 2);
+    assert.equal(progress.at(-1)!.state, "done");
+    const rows = await visible(`public_${table}`);
+    assert.equal(rows.size, ROWS - 1, "every row of the topic once, none of the stale one");
+    assert.equal(rows.get(1), "uno");
+    assert.equal(rows.has(2), false);
+    for (let id = 3; id <= ROWS; id++) assert.equal(rows.get(id), `row ${id}`);
+    return progress;
+  } finally {
+    await sink.close().catch(() => undefined);
+    await log.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const FORWARD: FaultDecision = { kind: "forward" };
+const REJECTED_ITEM = { index: { status: 429, error: { type: "es_rejected_execution_exception", reason: "rejected execution of coordinating operation [test]" } } };
+
+/**
+ * The rebuild's bulk requests with the operation of `name` taken out and answered 429 in its
+ * place, `times` times (more than the sink's own rounds of item retries in one write).
+ */
+function refuseItem(name: string, times: number): { decide: (request: ProxiedRequest) => FaultDecision; refused: () => number } {
+  let refused = 0;
+  const decide = (request: ProxiedRequest): FaultDecision => {
+    if (refused >= times || request.method !== "POST" || !/__rebuild\/_bulk/.test(request.url)) return FORWARD;
+    const lines = request.body.toString("utf8").split("\n").filter((line) => line !== "");
+    const kept: string[] = [];
+    let at = -1;
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      if (at < 0 && (JSON.parse(lines[i + 1]!) as { name?: unknown }).name === name) at = i / 2;
+      else kept.push(lines[i]!, lines[i + 1]!);
+    }
+    if (at < 0) return FORWARD;
+    refused++;
+    if (kept.length === 0) return { kind: "answer", status: 200, headers: { "x-elastic-product": "Elasticsearch" }, body: Buffer.from(JSON.stringify({ errors: true, items: [REJECTED_ITEM] })) };
+    return {
+      kind: "rewrite",
+      body: Buffer.from(`${kept.join("\n")}\n`),
+      reply: (status, body) => {
+        if (status !== 200) return body;
+        const reply = JSON.parse(body.toString("utf8")) as { errors: boolean; items: unknown[] };
+        reply.errors = true;
+        reply.items.splice(at, 0, REJECTED_ITEM);
+        return Buffer.from(JSON.stringify(reply));
+      },
+    };
+  };
+  return { decide, refused: () => refused };
+}
+
+test("elasticsearch: one bulk item answered 429 beyond the sink's own item retries is written again, alone, until taken; the rebuild ends with it once", { timeout: 90_000 }, async () => {
+  const refusal = refuseItem("row 700", 7);
+  const proxy = await HttpFaultProxy.start(elasticsearch.url, refusal.decide);
+  try {
+    const progress = await rebuildThrough(elasticSink, proxy, elasticRows);
+    assert.equal(refusal.refused(), 7, "the item was refused round after round");
+    const waiting = progress.find((p) => p.waiting);
+    assert.ok(waiting, "the progress says the rebuild waits for its target");
+    assert.match(waiting.waiting!, /refused 1 item as temporary .*429 es_rejected_execution_exception/);
+  } finally {
+    await proxy.close();
+  }
+});
