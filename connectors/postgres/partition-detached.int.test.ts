@@ -149,6 +149,6 @@ test("a partition detached while the publication leaves out deletes and truncate
     await caughtUp(state);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     assert.ok(noTasks(state), "the root is not read again");
-    assert.deepEqual(held(fold), new Map([...before, ["4", "written to the root"]].sort((a, b) => Number(a[0]) - Number(b[0]))));
+    assert.deepEqual(held(fold), new Map([...before, ["4", "written to the root"] as [string, string]].sort((a, b) => Number(a[0]) - Number(b[0]))));
   });
 });
