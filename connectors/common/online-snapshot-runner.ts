@@ -134,12 +134,12 @@ export async function backfillRenamed(from: string, to: string, snapshotMode: st
 
 /**
  * A table whose rows hold values its targets do not have in some columns: a column renamed (the targets have the
- * values under the old name) or dropped and added again under its name (the targets kept the dropped column's values,
- * a sink keeps a dropped column). The change carries no rows, so an online snapshot reads them (not with
- * snapshot.mode never, which only says so).
+ * values under the old name), dropped and added again under its name (the targets kept the dropped column's values,
+ * a sink keeps a dropped column), or converted in place (MySQL's MODIFY to a narrower DECIMAL scale rounds them).
+ * The change carries no rows, so an online snapshot reads them (not with snapshot.mode never, which only says so).
  */
 export async function backfillColumns(table: string, columns: readonly string[], snapshotMode: string, request: () => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}, what?: string): Promise<void> {
-  const told = what === undefined ? `columns ${columns.join(", ")} of ${table} were renamed, or dropped and added again` : `${table}: ${what}`;
+  const told = what === undefined ? `columns ${columns.join(", ")} of ${table} were renamed, dropped and added again, or had their values converted` : `${table}: ${what}`;
   logger.warn({ table, columns }, `${told}: the targets do not have what its rows hold in them, so its rows are read again`);
   await readAgain([table], snapshotMode, request, logger, at, context, tableReadAgain(table));
 }

@@ -15,6 +15,7 @@ import type { TableMap } from "../protocol/table-map.ts";
 import { parseDdl } from "./ddl-parser.ts";
 import type { AlterAction, ParsedColumn, TableName } from "./ddl-parser.ts";
 import type { SchemaHistoryEntry, SchemaHistoryStore } from "./schema-history.ts";
+import { keepsValues } from "./kept-values.ts";
 import { bindTableMap } from "./table-binding.ts";
 import type { BindingContext, TableBinding } from "./table-binding.ts";
 import { canonicalDefault, sameDefinition, tableKey } from "./table-definition.ts";
@@ -405,7 +406,8 @@ export class SchemaTracker {
   /**
    * Columns of `next` whose values in the rows already there are not the column's default and not what the targets
    * hold under that name: new to `current` and renamed (not among `added`, the names ADD COLUMN gave; null when not
-   * known) or a name the table had before (`had`), or given values by the statement (`replaced`, columnsGivenValues).
+   * known) or a name the table had before (`had`), given values by the statement (`replaced`, columnsGivenValues), or
+   * redefined in a way that converts its values (keepsValues: a narrower DECIMAL scale rounds, a shorter VARCHAR cuts).
    */
   private noteUnknownValues(
     current: TableDefinition,
@@ -415,14 +417,16 @@ export class SchemaTracker {
     replaced: ReadonlySet<string>,
     reread: { table: string; columns: string[] }[],
   ): void {
-    const before = new Set(current.columns.map((c) => c.name.toLowerCase()));
+    const before = new Map(current.columns.map((c) => [c.name.toLowerCase(), c]));
     const columns = next.columns
-      .map((c) => c.name)
-      .filter((name) => {
-        const lower = name.toLowerCase();
+      .filter((column) => {
+        const lower = column.name.toLowerCase();
         if (replaced.has(lower)) return true;
-        return !before.has(lower) && ((added !== null && !added.has(lower)) || had.has(lower));
-      });
+        const was = before.get(lower);
+        if (was !== undefined) return !keepsValues(was, column);
+        return (added !== null && !added.has(lower)) || had.has(lower);
+      })
+      .map((c) => c.name);
     if (columns.length > 0 && this.captured(next.database, next.table)) reread.push({ table: tableKey(next.database, next.table), columns });
   }
 

@@ -1,0 +1,77 @@
+/**
+ * An ALTER TABLE that converts a column's values in place (MODIFY to a narrower DECIMAL scale or DATETIME precision,
+ * a shorter VARCHAR without strict mode) logs no row event for the rows it changes: the table is read again so the
+ * targets get what the server now holds. A redefinition that keeps every value (a wider integer or VARCHAR) reads
+ * nothing. On the shared MariaDB, in a database of its own.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Connection } from "mysql2/promise";
+import type { Pump } from "../common/online-snapshot-test-support.ts";
+import { Fold, noTasks, pump, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
+import { adminConnection, dropDatabase, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import { binlogAt, binlogFileIndex } from "./positions.ts";
+import type { MysqlSource } from "./source.ts";
+
+const database = randomName("convert");
+const t = `\`${database}\`.\`prices\``;
+let admin: Connection;
+
+before(async () => {
+  admin = await adminConnection(database);
+  await admin.query(`CREATE TABLE ${t} (id INT PRIMARY KEY, amount DECIMAL(10,4), at DATETIME(6), code VARCHAR(10), n INT)`);
+  await admin.query(`INSERT INTO ${t} SELECT seq, seq + 0.3456, TIMESTAMP'2024-01-01 10:00:00.987654' + INTERVAL seq SECOND, CONCAT('code', seq), seq FROM seq_1_to_300`);
+});
+
+after(async () => {
+  await dropDatabase(admin, database);
+  await admin.end();
+});
+
+async function caughtUp(state: Pump): Promise<void> {
+  const [rows] = await admin.query("SHOW MASTER STATUS");
+  const status = (rows as { File: string; Position: number | string }[])[0]!;
+  await waitCheckpointAt(state, binlogAt(binlogFileIndex(status.File), Number(status.Position)));
+}
+
+test("a column whose redefinition rounds or cuts its values reads the table again; one that keeps them reads nothing", { timeout: 120_000 }, async () => {
+  const fold = new Fold("prices");
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  const same = async () => {
+    const [rows] = await admin.query(`SELECT id, amount, CAST(UNIX_TIMESTAMP(at) * 1000000 AS INT) AS at, code, n FROM ${t} ORDER BY id`);
+    const expected = (rows as Record<string, unknown>[]).map((row) => ({ ...row, at: BigInt(row["at"] as string) }));
+    assert.deepEqual([...fold.visible().values()].sort((a, b) => Number(a["id"]) - Number(b["id"])), expected);
+  };
+  const reads = (n: number) => [...fold.reads.values()].every((count) => count === n) && fold.reads.size === 300;
+  try {
+    const source = newSource(sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && reads(1) && noTasks(state));
+
+    // Without a read, rows not changed since kept 1.3456 where the server rounded to 1.35.
+    await admin.query(`ALTER TABLE ${t} MODIFY amount DECIMAL(10,2)`);
+    await waitFor("every row read again after the scale narrowed", () => reads(2) && noTasks(state), 30_000);
+    await caughtUp(state);
+    await same();
+
+    // The fraction of a second rounded away, and (no strict mode) text cut to the new length.
+    await admin.query(`ALTER TABLE ${t} MODIFY at DATETIME`);
+    await waitFor("every row read again after the precision narrowed", () => reads(3) && noTasks(state), 30_000);
+    await admin.query(`SET SESSION sql_mode = ''; ALTER TABLE ${t} MODIFY code VARCHAR(3); SET SESSION sql_mode = DEFAULT`);
+    await waitFor("every row read again after the length narrowed", () => reads(4) && noTasks(state), 30_000);
+    await caughtUp(state);
+    await same();
+
+    // Wider types keep every value: nothing is read.
+    await admin.query(`ALTER TABLE ${t} MODIFY n BIGINT, MODIFY code VARCHAR(20), MODIFY amount DECIMAL(12,3)`);
+    await admin.query(`UPDATE ${t} SET n = -n WHERE id = 1`);
+    await caughtUp(state);
+    assert.ok(reads(4), "a widening read nothing");
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});
