@@ -11,7 +11,7 @@ import { ConfigError, ConnectionError, SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
 import { publicationInfo, publishedTables, slotInfo } from "./catalog.ts";
 import type { SlotInfo, TableRef } from "./catalog.ts";
-import { quoteIdent } from "./connection-settings.ts";
+import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
 import { formatLsn, parseLsn } from "./lsn.ts";
 import { exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete } from "./positions.ts";
 import type { ExportedSnapshotProgress } from "./positions.ts";
@@ -99,7 +99,7 @@ export async function ensurePublication(
       if (failure === null) {
         added = missing;
         logger.info({ publication: names.publication, tables: list }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
-      } else if (failure.code === LOCK_NOT_AVAILABLE) {
+      } else if (failure.code === LOCK_NOT_AVAILABLE || isGone(failure.code)) {
         added = await addLockable(db, names, missing, emptied, backfill, logger, context, onLocked, failure);
       } else {
         logger.warn(
@@ -146,19 +146,51 @@ function addTableStatement(names: CaptureNames, tables: readonly TableRef[]): st
   return `ALTER PUBLICATION ${quoteIdent(names.publication)} ADD TABLE ${tables.map((t) => `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`).join(", ")}`;
 }
 
-/** Adds `tables` in one simple query, one implicit transaction (the messages and the ALTER commit together or not at all); the failure, or null. */
+/** SQLSTATE of sameTablesStatement's error: a table's name no longer names the relation listed (dropped, or dropped and created again). */
+export const TABLE_REPLACED = "SLR01";
+
+/**
+ * Statements that pin each table's name to the relation listed, for the rest of the transaction: ALTER PUBLICATION ...
+ * ADD TABLE takes names, and a table dropped and created again under its name between the listing and the ALTER would
+ * have the new table added (and a backfill named for the old one). LOCK TABLE takes the relation the name resolves to
+ * now (ACCESS SHARE: the SELECT Sluice has is enough, and a DROP or a rename waits for it until the transaction ends);
+ * then the name must resolve to the relid listed, else TABLE_REPLACED rolls everything back. A table dropped and not
+ * created again fails the LOCK (42P01).
+ */
+export function sameTablesStatement(tables: readonly TableRef[]): string {
+  return tables
+    .map((t) => {
+      const name = `${quoteIdent(t.schema)}.${quoteIdent(t.table)}`;
+      const check =
+        `BEGIN IF pg_catalog.to_regclass(${quoteLiteral(name)}) IS DISTINCT FROM ${t.relid}::oid::regclass THEN ` +
+        `RAISE EXCEPTION USING ERRCODE = ${quoteLiteral(TABLE_REPLACED)}, MESSAGE = ${quoteLiteral(`${t.schema}.${t.table} is no longer the table listed (relation ${t.relid}): dropped and created again`)}; END IF; END`;
+      return `LOCK TABLE ONLY ${name} IN ACCESS SHARE MODE; DO ${quoteLiteral(check)}`;
+    })
+    .join("; ");
+}
+
+/**
+ * Adds `tables` in one simple query, one implicit transaction (the messages and the ALTER commit together or not at
+ * all), each name first pinned to the relation listed (sameTablesStatement); the failure, or null.
+ */
 async function addTables(db: Queryable, names: CaptureNames, tables: readonly TableRef[], emptied: (table: TableRef) => boolean, backfill: boolean): Promise<{ code: unknown; message: string; error: unknown } | null> {
   try {
-    await db.query(addedTablesStatement(names.slot, tables, addTableStatement(names, tables), emptied, backfill));
+    await db.query(`${sameTablesStatement(tables)}; ${addedTablesStatement(names.slot, tables, addTableStatement(names, tables), emptied, backfill)}`);
     return null;
   } catch (error) {
     return { code: (error as { code?: unknown }).code, message: (error as Error).message, error };
   }
 }
 
+/** SQLSTATE 42P01: a table listed was dropped before the ALTER PUBLICATION's transaction pinned its name. */
+const UNDEFINED_TABLE = "42P01";
+const isGone = (code: unknown): boolean => code === TABLE_REPLACED || code === UNDEFINED_TABLE;
+
 /**
- * After an ALTER PUBLICATION of several tables ran into the lock_timeout: each table alone, so one locked for hours keeps
- * only itself out. Those still locked are warned, naming the sessions holding the lock, and handed to `onLocked`.
+ * After an ALTER PUBLICATION of several tables ran into the lock_timeout, or met a table dropped (and maybe created
+ * again) since it was listed: each table alone, so one locked for hours keeps only itself out. Those still locked are
+ * warned, naming the sessions holding the lock, and handed to `onLocked`. Those gone are left out, said at info: the
+ * catalog look that finds a table created again under the name takes it up as a new table.
  */
 async function addLockable(
   db: Queryable,
@@ -169,17 +201,22 @@ async function addLockable(
   logger: Logger,
   context: ErrorContext,
   onLocked: (tables: readonly TableRef[]) => void,
-  first: { message: string; error: unknown },
+  first: { code: unknown; message: string; error: unknown },
 ): Promise<readonly TableRef[]> {
   const added: TableRef[] = [];
   const locked: TableRef[] = [];
   let lockError = first;
-  for (const table of missing.length > 1 ? missing : []) {
-    const failure = await addTables(db, names, [table], emptied, backfill);
+  for (const table of missing) {
+    const failure = missing.length > 1 ? await addTables(db, names, [table], emptied, backfill) : first;
     if (failure === null) added.push(table);
     else if (failure.code === LOCK_NOT_AVAILABLE) {
       locked.push(table);
       lockError = failure;
+    } else if (isGone(failure.code)) {
+      logger.info(
+        { publication: names.publication, table: `${table.schema}.${table.table}`, relid: table.relid, err: failure.message },
+        `not added to publication "${names.publication}": the table listed was dropped meanwhile (a table created again under its name is taken up as a new table)`,
+      );
     } else {
       logger.warn(
         { publication: names.publication, table: `${table.schema}.${table.table}`, err: failure.message },
@@ -187,7 +224,6 @@ async function addLockable(
       );
     }
   }
-  if (missing.length === 1) locked.push(...missing);
   if (added.length > 0) logger.info({ publication: names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
   if (locked.length > 0) {
     const list = locked.map((t) => `${t.schema}.${t.table}`);

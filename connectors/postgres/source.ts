@@ -781,9 +781,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   }
 
   /**
-   * New tables found already in the publication: put there by hand, or by a look's put-back of a captured table that
-   * was dropped and created again under its name between the look's listing and its ALTER PUBLICATION (the ALTER adds
-   * by name, so the new table, while its backfill request names the dropped one's relid: nothing read). No ALTER of
+   * New tables found already in the publication: put there by hand or by a tool (Sluice's own ALTER PUBLICATION pins
+   * each name to the table it listed first, sameTablesStatement, so it no longer adds one created again). No ALTER of
    * Sluice's carries a request for them, so their rows would never be read: the same messages are written on their own
    * (a truncate first for one created again, then the backfill), as for a publication of all tables.
    */
@@ -797,7 +796,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     if (!backfill) return this.notBackfilled(already);
     const statement = addedTablesStatement(this.names.slot, already, "", emptied, backfill);
     if (statement === "") return;
-    this.logger.info({ tables: already.map((t) => `${t.schema}.${t.table}`) }, "new tables are already in the publication (added by hand, or put back by name after a table of their name was dropped): their rows are read by an online snapshot");
+    this.logger.info({ tables: already.map((t) => `${t.schema}.${t.table}`) }, "new tables are already in the publication (added by hand or by a tool): their rows are read by an online snapshot");
     await catalog.query(statement);
   }
 
