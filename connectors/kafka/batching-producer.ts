@@ -27,6 +27,8 @@ import { pushAll } from "../../runtime/arrays.ts";
 import "./produce-encoding.ts";
 // AddPartitionsToTxn refused with CONCURRENT_TRANSACTIONS is asked again after short waits, not after kafkajs's metadata refresh and backoff.
 import "./transaction-retry.ts";
+// A produce request a broker drops is told to the producer at once, not after kafkajs's own retries (~30 s).
+import { watchDrops } from "./dropped-requests.ts";
 
 /**
  * A record on its way to Kafka: kafkajs's message with its topic and size beside it, one object
@@ -167,6 +169,8 @@ export class BatchingProducer {
   private fenced: SluiceError | undefined;
   /** When onConnectionClosed was last called (clock), for REQUEST_LIMIT_READ_EVERY_MS. */
   private requestLimitReadAt: number | undefined;
+  /** The brokers' request limit found lower by a read at a dropped request (watchDrops), until the failed delivery takes it. */
+  private droppedLowered: Omit<LoweredLimit, "topic"> | undefined;
   /**
    * Whether a term claimed the id (reregister). An id no term claims is this process's own (a sink
    * process's instance id): a fence there is its own transaction aborted by the broker's timeout (a
@@ -342,6 +346,7 @@ export class BatchingProducer {
     // attempt of retry.maxAttempts: a command writing once would otherwise fail with the refusal's wrong advice.
     let uncounted = 0;
     for (let attempt = 0; ; attempt++) {
+      this.droppedLowered = undefined;
       try {
         await this.ensureConnected();
         const written = await this.sendUnit(unit);
@@ -460,15 +465,10 @@ export class BatchingProducer {
    * when now lower than known, as a retriable failure, and whether a record of the unit may be over it; else undefined.
    */
   private async requestLimitLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
-    if (!this.options.onConnectionClosed) return undefined;
-    // Every broker's stop in a rolling restart closes connections: the brokers are described at most once in a while.
-    const now = this.options.clock?.() ?? performance.now();
-    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return undefined;
-    this.requestLimitReadAt = now;
-    const lowered = await this.options.onConnectionClosed().catch((error: unknown) => {
-      this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
-      return undefined;
-    });
+    // Read at the drop itself (watchDrops) when that found it lower; else read now.
+    await this.readRequestLimitAfterDrop();
+    const lowered = this.droppedLowered;
+    this.droppedLowered = undefined;
     if (lowered === undefined) return undefined;
     const recordOver = [...unit.messages, ...unit.checkpoints.values()].some((m) => m.size + 64 > lowered.now);
     const error = new SluiceError(
@@ -480,6 +480,24 @@ export class BatchingProducer {
     return { error, recordOver };
   }
 
+  /**
+   * The brokers' socket.request.max.bytes read again after a broker closed a produce's connection (onConnectionClosed),
+   * kept for the failed delivery when lower than known; whether it was. Every broker's stop in a rolling restart closes
+   * connections: the brokers are described at most once in REQUEST_LIMIT_READ_EVERY_MS.
+   */
+  private async readRequestLimitAfterDrop(): Promise<boolean> {
+    if (!this.options.onConnectionClosed) return false;
+    const now = this.options.clock?.() ?? performance.now();
+    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return false;
+    this.requestLimitReadAt = now;
+    const lowered = await this.options.onConnectionClosed().catch((error: unknown) => {
+      this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
+      return undefined;
+    });
+    if (lowered !== undefined) this.droppedLowered = lowered;
+    return lowered !== undefined;
+  }
+
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {
     const producer = this.producer!;
     const checkpoints = [...unit.checkpoints.values()];
@@ -489,12 +507,14 @@ export class BatchingProducer {
     const reserved = this.options.transactionalId && requestLimit !== undefined && sizeOf(checkpoints) <= requestLimit / 4 ? sizeOf(checkpoints) : 0;
     const { chunks, first } = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - reserved);
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
+    // A request a broker drops ends kafkajs's retries of it when the brokers' limit is now found lower: it is cut again at once.
+    const dropWatch = { onDropped: () => this.readRequestLimitAfterDrop() };
     // Checkpoints of several sources (long GTID sets each) may themselves need more than one request.
     const checkpointChunks = () => chunkMessages(checkpoints, this.options.batchBytes, this.options.batchLimitOf, requestLimit).chunks;
     if (!this.options.transactionalId) {
-      for (const chunk of chunks) await producer.sendBatch(request(chunk));
+      for (const chunk of chunks) await watchDrops(dropWatch, () => producer.sendBatch(request(chunk)));
       // At-least-once: the checkpoint is written only after every record it covers is acknowledged.
-      if (checkpoints.length > 0) for (const chunk of checkpointChunks()) await producer.sendBatch(request(chunk));
+      if (checkpoints.length > 0) for (const chunk of checkpointChunks()) await watchDrops(dropWatch, () => producer.sendBatch(request(chunk)));
       return [];
     }
     const written = new Map<string, WrittenOffset>();
@@ -510,7 +530,7 @@ export class BatchingProducer {
       for (const chunk of chunks) {
         if (chunk.length === 0) continue;
         const counts = countPerPartition(chunk);
-        for (const result of await transaction.sendBatch(request(chunk))) {
+        for (const result of await watchDrops(dropWatch, () => transaction.sendBatch(request(chunk)))) {
           const key = `${result.topicName}\u0000${result.partition}`;
           const count = counts.get(key) ?? 0;
           if (count > 0 && result.baseOffset !== undefined) written.set(key, { topic: result.topicName, partition: result.partition, offset: BigInt(result.baseOffset) + BigInt(count - 1) });

@@ -43,7 +43,8 @@ import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
 import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
-import { describedRecordLimit, ownRecordLimit, raisedConfigValue, REQUEST_FRAMING_BYTES, requestRecordLimit, tighter } from "./record-limits.ts";
+import { BROKER_LIMIT_CONFIGS, brokerLimitsOf, describedRecordLimit, ownRecordLimit, raisedConfigValue, requestRecordLimit, tighter } from "./record-limits.ts";
+import type { BrokerLimits } from "./record-limits.ts";
 import { createKafkaClient } from "./kafka-client.ts";
 import type { KafkaTopicsConfig } from "./kafka-client.ts";
 import { KafkaPullConsumer, listOffsetsTime } from "./kafka-consumer.ts";
@@ -175,6 +176,10 @@ export class KafkaTopicLog implements TopicLog {
   private readonly describedLimits = new Map<string, RecordLimit>();
   /** The brokers' smallest socket.request.max.bytes as a record limit, once read (a produce's connection closed by a broker). */
   private requestLimit: RecordLimit | undefined;
+  /** The lowest of the brokers' own record limits (message.max.bytes, log.segment.bytes), read with requestLimit. */
+  private brokerLimits: BrokerLimits = {};
+  /** Each described or created topic's retention.bytes (null: none), for the segment.bytes Sluice advises or sets. */
+  private readonly retentionBytes = new Map<string, number | null>();
   /** Whether a failed read of the brokers' socket.request.max.bytes was logged at warn (once a process). */
   private requestLimitUnreadSaid = false;
   /** How old a record each described topic takes (its message.timestamp.before.max.ms), where that is set. */
@@ -430,7 +435,7 @@ export class KafkaTopicLog implements TopicLog {
     if (spec.maxRecordBytes && limit?.config === "segment.bytes" && limit.bytes < spec.maxRecordBytes) {
       // Kafka refuses a partition's records of one request above it, whatever max.message.bytes says.
       this.logger.warn(
-        { topic: spec.name, limit: limit.bytes, setting: limit.setting, configuredMaxRecordBytes: spec.maxRecordBytes, fix: `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config segment.bytes=${raisedConfigValue("segment.bytes", spec.maxRecordBytes)}` },
+        { topic: spec.name, limit: limit.bytes, setting: limit.setting, configuredMaxRecordBytes: spec.maxRecordBytes, fix: `kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${spec.name} --add-config segment.bytes=${raisedConfigValue("segment.bytes", spec.maxRecordBytes, existing.retentionBytes)}` },
         `topic exists with a segment.bytes (${limit.setting}) smaller than topics.max_record_bytes: a change whose record is between the two halts its table; raise it with the command in \`fix\``,
       );
     }
@@ -592,6 +597,7 @@ export class KafkaTopicLog implements TopicLog {
             ...(spec.compacted && spec.minCompactionLagMs !== undefined ? [{ name: "min.compaction.lag.ms", value: String(spec.minCompactionLagMs) }] : []),
             ...(frequentlyWritten(this.deployment).includes(spec.name) ? FREQUENT_COMPACTION : []),
             { name: "max.message.bytes", value: String(this.maxMessageBytes(spec)) },
+            ...this.segmentBytes(spec),
           ],
         })),
       }),
@@ -606,6 +612,7 @@ export class KafkaTopicLog implements TopicLog {
       this.declared.set(spec.name, spec);
       this.writtenLayouts.set(spec.name, writtenLayoutOf(spec));
       this.recordLimits.set(spec.name, ownRecordLimit(spec.name, this.maxMessageBytes(spec)));
+      this.retentionBytes.set(spec.name, writtenLayoutOf(spec).retentionBytes);
       this.logger.info({ topic: spec.name, partitions: spec.partitions, cleanupPolicy: cleanupPolicy(spec), replicationFactor: this.config.replication_factor }, "topic created");
     }
     announceTopicCreated(`kafka:${this.deployment}`);
@@ -619,6 +626,19 @@ export class KafkaTopicLog implements TopicLog {
    */
   private maxMessageBytes(spec: TopicSpec): number {
     return spec.maxRecordBytes ?? this.config.max_record_bytes;
+  }
+
+  /**
+   * A new topic's segment.bytes, where the brokers' log.segment.bytes (their lowest, read at open) is below its
+   * max.message.bytes: Kafka refuses a partition's records of one request above the segment size whatever
+   * max.message.bytes says, so a record the topic is made to take would be refused. Set as Sluice advises it (room for
+   * 16 such records, Kafka's default 1 GiB at least, within retention.bytes); else the topic takes the brokers' own.
+   */
+  private segmentBytes(spec: TopicSpec): { name: string; value: string }[] {
+    const needed = this.maxMessageBytes(spec);
+    const brokers = this.brokerLimits.logSegmentBytes;
+    if (brokers === undefined || brokers >= needed) return [];
+    return [{ name: "segment.bytes", value: String(raisedConfigValue("segment.bytes", needed, writtenLayoutOf(spec).retentionBytes)) }];
   }
 
   onTopicCreated(listener: () => void): () => void {
@@ -668,6 +688,9 @@ export class KafkaTopicLog implements TopicLog {
    */
   async readRecordLimitsAgain(topics: readonly string[]): Promise<LoweredLimit[]> {
     const lowered: LoweredLimit[] = [];
+    // The broker leading a refused partition may have a lower message.max.bytes or log.segment.bytes than the one that
+    // answers the topic's describe: the brokers' own are read again too (best effort).
+    await this.readRequestLimit();
     for (const topic of topics) {
       const now = (await this.describeTopic(topic)) ? this.describedLimits.get(topic) : undefined;
       if (now === undefined) continue;
@@ -679,21 +702,21 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * The brokers' smallest socket.request.max.bytes, read at open and when a broker closed a produce's connection (as it
-   * does on a request above it, which kafkajs retries as a network failure for ever): requests and records then stay
-   * within it. Answers it when lower than the one known, or none was. Best effort: brokers that do not describe their
-   * configs to this user (no DESCRIBE_CONFIGS on the cluster) leave it unknown.
+   * The brokers' smallest socket.request.max.bytes, read at open, when a broker closed a produce's connection (as it
+   * does on a request above it, which kafkajs retries as a network failure for ever) and when Kafka refused a batch as
+   * too large: requests and records then stay within it. Answers it when lower than the one known, or none was. The
+   * lowest message.max.bytes and log.segment.bytes of the brokers are read with it (brokerLimits), for the topics that
+   * take theirs. Best effort: brokers that do not describe their configs to this user (no DESCRIBE_CONFIGS on the
+   * cluster) leave them unknown.
    */
   async readRequestLimit(): Promise<Omit<LoweredLimit, "topic"> | undefined> {
     let smallest: number | undefined;
     try {
       const { brokers } = await this.request(() => this.admin.describeCluster());
-      const resources = brokers.map((b) => ({ type: kafkajs.ConfigResourceTypes.BROKER, name: String(b.nodeId), configNames: ["socket.request.max.bytes"] }));
+      const resources = brokers.map((b) => ({ type: kafkajs.ConfigResourceTypes.BROKER, name: String(b.nodeId), configNames: BROKER_LIMIT_CONFIGS }));
       const described = await this.request(() => this.admin.describeConfigs({ includeSynonyms: false, resources }));
-      for (const resource of described.resources) {
-        const bytes = Number(resource.configEntries.find((e) => e.configName === "socket.request.max.bytes")?.configValue);
-        if (Number.isSafeInteger(bytes) && bytes > 2 * REQUEST_FRAMING_BYTES) smallest = Math.min(smallest ?? bytes, bytes);
-      }
+      this.brokerLimits = brokerLimitsOf(described.resources);
+      smallest = this.brokerLimits.socketRequestMaxBytes;
     } catch (error) {
       // Once at warn: unknown, a request over it is refused only by a closed connection (read again then, at most every 30 s).
       const level = this.requestLimitUnreadSaid ? "debug" : "warn";
@@ -1482,7 +1505,7 @@ export class KafkaTopicLog implements TopicLog {
     const bytes = recordBytes(record);
     const raise = limit.config === null
       ? `${limit.raise[0]!.toUpperCase()}${limit.raise.slice(1)}`
-      : `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config ${limit.config}=${raisedConfigValue(limit.config, Math.max(bytes, this.config.max_record_bytes))})`;
+      : `Raise the topic's limit (kafka-configs.sh --bootstrap-server ${this.config.brokers[0]} --alter --entity-type topics --entity-name ${record.topic} --add-config ${limit.config}=${raisedConfigValue(limit.config, Math.max(bytes, this.config.max_record_bytes), this.retentionBytes.get(record.topic) ?? null)})`;
     return new SluiceError(`a ${bytes}-byte record for topic "${record.topic}" is over ${limit.setting} (${limit.bytes}); nothing of this produce call was sent. ${raise}`, {
       code: RECORD_TOO_LARGE,
       context: { component: "kafka", topic: record.topic, bytes, limit: limit.bytes },
@@ -1534,7 +1557,7 @@ export class KafkaTopicLog implements TopicLog {
       const entry = configEntries.find((e) => e.configName === name);
       return { value: entry?.configValue, source: entry?.configSource };
     };
-    const recordLimit = describedRecordLimit(name, configOf("max.message.bytes"), configOf("segment.bytes"));
+    const recordLimit = describedRecordLimit(name, configOf("max.message.bytes"), configOf("segment.bytes"), this.brokerLimits);
     if (recordLimit) this.describedLimits.set(name, recordLimit);
     else this.describedLimits.delete(name);
     const limit = (value: string | undefined) => (value === undefined || Number(value) < 0 ? null : Number(value));
@@ -1547,6 +1570,7 @@ export class KafkaTopicLog implements TopicLog {
     const window = timestampWindowOf(entries.get("message.timestamp.before.max.ms"), entries.get("message.timestamp.difference.max.ms"));
     if (window !== undefined) this.timestampWindows.set(name, window);
     else this.timestampWindows.delete(name);
+    this.retentionBytes.set(name, deletes ? limit(entries.get("retention.bytes")) : null);
     return {
       name,
       partitions,

@@ -25,11 +25,55 @@ export function ownRecordLimit(topic: string, bytes: number): RecordLimit {
   return { bytes, setting: `max.message.bytes of topic ${topic}`, raise: "raise it to topics.max_record_bytes", config: "max.message.bytes" };
 }
 
-/** The tighter of a described topic's max.message.bytes and segment.bytes; null when neither is a byte count. */
-export function describedRecordLimit(topic: string, maxMessageBytes: DescribedConfig, segmentBytes: DescribedConfig): RecordLimit | null {
-  const message = bytesOf(maxMessageBytes.value);
-  const segment = bytesOf(segmentBytes.value);
+/**
+ * The lowest of each broker-level record limit across the brokers (DescribeConfigs of each broker): a topic without its
+ * own max.message.bytes or segment.bytes takes the value of the broker leading each partition, and a topic's describe
+ * shows only the value of the broker that answered it.
+ */
+export interface BrokerLimits {
+  readonly socketRequestMaxBytes?: number;
+  /** message.max.bytes: the max.message.bytes of a topic without its own. */
+  readonly messageMaxBytes?: number;
+  /** log.segment.bytes: the segment.bytes of a topic without its own. */
+  readonly logSegmentBytes?: number;
+}
+
+/** The broker configs BrokerLimits is read from. */
+export const BROKER_LIMIT_CONFIGS = ["socket.request.max.bytes", "message.max.bytes", "log.segment.bytes"];
+
+/** The lowest of each limit over the brokers' described configs (a broker without a readable value leaves it to the others). */
+export function brokerLimitsOf(brokers: readonly { readonly configEntries: readonly { readonly configName: string; readonly configValue: string | null }[] }[]): BrokerLimits {
+  const lowest = (name: string): number | undefined => {
+    let bytes: number | undefined;
+    for (const broker of brokers) {
+      const value = bytesOf(broker.configEntries.find((e) => e.configName === name)?.configValue ?? undefined);
+      if (value !== null) bytes = Math.min(bytes ?? value, value);
+    }
+    return bytes;
+  };
+  const socketRequestMaxBytes = lowest("socket.request.max.bytes");
+  const messageMaxBytes = lowest("message.max.bytes");
+  const logSegmentBytes = lowest("log.segment.bytes");
+  return {
+    ...(socketRequestMaxBytes !== undefined && socketRequestMaxBytes > 2 * REQUEST_FRAMING_BYTES ? { socketRequestMaxBytes } : {}),
+    ...(messageMaxBytes !== undefined ? { messageMaxBytes } : {}),
+    ...(logSegmentBytes !== undefined ? { logSegmentBytes } : {}),
+  };
+}
+
+/**
+ * The tighter of a described topic's max.message.bytes and segment.bytes; null when neither is a byte count. A value the
+ * topic takes from the brokers is the lowest of theirs (`brokers`) where that is lower than the one described.
+ */
+export function describedRecordLimit(topic: string, maxMessageBytes: DescribedConfig, segmentBytes: DescribedConfig, brokers: BrokerLimits = {}): RecordLimit | null {
   const inherited = (config: DescribedConfig) => config.source !== undefined && config.source !== TOPIC_CONFIG;
+  const valueOf = (config: DescribedConfig, lowestOfBrokers: number | undefined): number | null => {
+    const described = bytesOf(config.value);
+    if (!inherited(config) || lowestOfBrokers === undefined) return described;
+    return described === null ? lowestOfBrokers : Math.min(described, lowestOfBrokers);
+  };
+  const message = valueOf(maxMessageBytes, brokers.messageMaxBytes);
+  const segment = valueOf(segmentBytes, brokers.logSegmentBytes);
   if (segment !== null && (message === null || segment < message)) {
     return inherited(segmentBytes)
       ? { bytes: segment, setting: `log.segment.bytes of the brokers, which topic ${topic} takes (a record batch must fit one log segment)`, raise: "raise it, or set the topic's own segment.bytes above topics.max_record_bytes", config: "segment.bytes" }
@@ -51,19 +95,25 @@ export function requestRecordLimit(socketRequestMaxBytes: number): RecordLimit {
   };
 }
 
-/** Kafka's default segment.bytes (1 GiB), and the largest it takes (an int32). */
+/** Kafka's default segment.bytes (1 GiB), the smallest it takes (1 MiB), and the largest (an int32). */
 const DEFAULT_SEGMENT_BYTES = 2 ** 30;
+const MIN_SEGMENT_BYTES = 2 ** 20;
 const MAX_SEGMENT_BYTES = 2 ** 31 - 1;
 /** Records of the largest size a suggested segment.bytes holds at least: a segment per record would make a file (and its indexes) per record. */
 const RECORDS_PER_SEGMENT = 16;
 
 /**
  * The value of `config` (max.message.bytes or segment.bytes) an operator sets to take records of `needed` bytes: that for
- * max.message.bytes, and for segment.bytes room for many of them, Kafka's default 1 GiB at least.
+ * max.message.bytes, and for segment.bytes room for many of them, Kafka's default 1 GiB at least, but no more than the
+ * topic's retention.bytes (`retentionBytes`, per partition; null or negative: none) unless a record needs more: Kafka
+ * deletes whole segments and never the one written to, so a segment larger than retention.bytes kept a partition at up to
+ * a segment's size, past what retention.bytes says.
  */
-export function raisedConfigValue(config: "max.message.bytes" | "segment.bytes", needed: number): number {
+export function raisedConfigValue(config: "max.message.bytes" | "segment.bytes", needed: number, retentionBytes: number | null = null): number {
   if (config === "max.message.bytes") return needed;
-  return Math.min(MAX_SEGMENT_BYTES, Math.max(DEFAULT_SEGMENT_BYTES, RECORDS_PER_SEGMENT * needed));
+  let bytes = Math.max(DEFAULT_SEGMENT_BYTES, RECORDS_PER_SEGMENT * needed);
+  if (retentionBytes !== null && retentionBytes >= 0) bytes = Math.min(bytes, retentionBytes);
+  return Math.min(MAX_SEGMENT_BYTES, Math.max(bytes, needed, MIN_SEGMENT_BYTES));
 }
 
 /** The tighter of two limits (the first when equal). */
