@@ -12,23 +12,26 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import type { SinkChange } from "../connectors/contracts.ts";
+import { ClickHouseSink } from "../connectors/clickhouse/clickhouse-sink.ts";
 import { ElasticsearchSink } from "../connectors/elasticsearch/elasticsearch-sink.ts";
 import { EmbeddedTopicLog } from "../connectors/embedded/embedded-log.ts";
 import type { RebuildableSink } from "../connectors/sinks/contract.ts";
 import { testLogger, testSinkConfig } from "../connectors/sinks/test-config.ts";
 import { Events, randomTableName, tableSchema } from "../connectors/sinks/test-events.ts";
-import { esRequest, deleteElasticIndices } from "../test/e2e/helpers.ts";
+import { clickhouseQuery, dropClickHouseDatabase, esRequest, deleteElasticIndices } from "../test/e2e/helpers.ts";
 import { HttpFaultProxy } from "../test/e2e/http-fault-proxy.ts";
 import type { FaultDecision, ProxiedRequest } from "../test/e2e/http-fault-proxy.ts";
-import { elasticsearch } from "../test/services/ports.ts";
+import { clickhouse, elasticsearch } from "../test/services/ports.ts";
 import { deserializeEvent, serializeEvent } from "./event-json.ts";
 import { rebuildSink } from "./rebuild.ts";
 import type { RebuildProgress } from "./rebuild-progress.ts";
 
 const ROWS = 1_000;
+const database = randomTableName("rebuild_refusals");
 const prefix = randomTableName("rebuild_refusals");
 
 after(async () => {
+  await dropClickHouseDatabase(database);
   await deleteElasticIndices(`${prefix}_`);
 });
 
@@ -37,11 +40,21 @@ type OpenSink = RebuildableSink & { open(signal: AbortSignal): Promise<void>; cl
 const elasticSink = (url: string): OpenSink =>
   new ElasticsearchSink(testSinkConfig("elasticsearch", { name: "search", nodes: [url], bulk_bytes: 5 * 2 ** 20, target: `${prefix}_{schema}_{table}` }), { logger: testLogger() });
 
+const clickhouseSink = (url: string): OpenSink =>
+  new ClickHouseSink(testSinkConfig("clickhouse", { name: "wh", url, user: clickhouse.username, password: clickhouse.password, database, native_deletes: false, target: "{schema}_{table}" }), {
+    logger: testLogger(),
+  });
+
 async function elasticRows(target: string): Promise<Map<number, string>> {
   await esRequest("POST", `/${prefix}_${target}/_refresh`);
   const found = await esRequest("POST", `/${prefix}_${target}/_search`, { size: 10_000, query: { match_all: {} } });
   const hits = (found.json as { hits: { hits: { _source: { id: number; name: string } }[] } }).hits.hits;
   return new Map(hits.map((h) => [Number(h._source.id), h._source.name]));
+}
+
+async function clickhouseRows(target: string): Promise<Map<number, string>> {
+  const text = (await clickhouseQuery(`SELECT id, name FROM \`${database}\`.\`${target}\` FORMAT TabSeparated`)).toString("utf8");
+  return new Map(text.split("\n").filter(Boolean).map((line) => [Number(line.split("\t")[0]), line.split("\t")[1]!]));
 }
 
 /**
@@ -143,3 +156,80 @@ test("elasticsearch: one bulk item answered 429 beyond the sink's own item retri
     await proxy.close();
   }
 });
+
+/** The request's SQL or JSON as text: ClickHouse takes a statement in the body or in the URL's query. */
+const textOf = (request: ProxiedRequest) => `${decodeURIComponent(request.url)}\n${request.body.toString("utf8")}`;
+
+interface SwapFault {
+  readonly what: string;
+  /** The swap's request the proxy cuts, and how often: more often than the sink tries one request by itself. */
+  readonly match: (request: ProxiedRequest) => boolean;
+  readonly times: number;
+  /** Before the request reaches the server (not made), or after the server applied it (its reply lost). */
+  readonly cut: "cut-before" | "cut-after";
+}
+
+interface SwapCase {
+  readonly kind: "clickhouse" | "elasticsearch";
+  readonly server: string;
+  readonly open: (url: string) => OpenSink;
+  readonly visible: (target: string) => Promise<Map<number, string>>;
+  readonly faults: readonly SwapFault[];
+  /** The tables or indexes of the sink's targets. */
+  readonly generations: () => Promise<string[]>;
+}
+
+const aliasMove = (r: ProxiedRequest) => r.method === "POST" && r.url.startsWith("/_aliases") && r.body.includes("__rebuild");
+
+const swapCases: SwapCase[] = [
+  {
+    kind: "elasticsearch",
+    server: elasticsearch.url,
+    open: elasticSink,
+    visible: elasticRows,
+    faults: [
+      { what: "its alias move not reaching the server", match: aliasMove, times: 3, cut: "cut-before" },
+      { what: "its alias move applied, the reply lost", match: aliasMove, times: 1, cut: "cut-after" },
+      // After the alias move: the old generation's delete applied, its reply lost.
+      { what: "the old index's delete applied, the reply lost", match: (r) => r.method === "DELETE" && /__v1(\?|$)/.test(r.url), times: 1, cut: "cut-after" },
+    ],
+    generations: async () => Object.keys((await esRequest("GET", `/${prefix}_public_*__v*?expand_wildcards=all`)).json as object),
+  },
+  {
+    kind: "clickhouse",
+    server: clickhouse.url,
+    open: clickhouseSink,
+    visible: clickhouseRows,
+    faults: [
+      // The view switch (the live view replaced, not the first one made); the connection tries a statement 4 times.
+      { what: "its view switch not reaching the server", match: (r) => /^RENAME TABLE .*__view_old_/m.test(textOf(r)), times: 5, cut: "cut-before" },
+      // After the view switch and the catalog save: the old table's drop applied, its reply lost.
+      { what: "the old table's drop applied, the reply lost", match: (r) => /DROP TABLE IF EXISTS \S+__v1`/.test(textOf(r)), times: 5, cut: "cut-after" },
+    ],
+    generations: async () =>
+      (await clickhouseQuery(`SELECT name FROM system.tables WHERE database = '${database}' AND match(name, '__v[0-9]+$') FORMAT TabSeparated`)).toString("utf8").split("\n").filter(Boolean),
+  },
+];
+
+for (const c of swapCases) {
+  for (const fault of c.faults) {
+    test(`${c.kind}: a swap cut (${fault.what}) is tried again with the rebuild's backoff, found done or done once, never failed`, { timeout: 90_000 }, async () => {
+      let cut = 0;
+      const proxy = await HttpFaultProxy.start(c.server, (request) => {
+        if (!fault.match(request) || cut >= fault.times) return FORWARD;
+        cut++;
+        return { kind: fault.cut };
+      });
+      try {
+        const before = new Set(await c.generations());
+        const progress = await rebuildThrough(c.open, proxy, c.visible);
+        assert.equal(cut, fault.times, "the swap's request was cut");
+        assert.match(progress.find((p) => p.waiting)?.waiting ?? "", /trying the swap again/, "the progress says the rebuild waits for its target");
+        const made = (await c.generations()).filter((name) => !before.has(name));
+        assert.equal(made.length, 1, `one generation of the table left: ${made.join(", ")}`);
+      } finally {
+        await proxy.close();
+      }
+    });
+  }
+}

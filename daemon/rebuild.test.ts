@@ -512,3 +512,34 @@ test("a retriable write failure quoting a personal value is waited out with the 
   await sink.close();
   await log.close();
 });
+
+test("DuckDB: a swap whose commit landed but that failed as retriable is tried again and found done, not failed nor swapped twice", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-swap-"));
+  const logger = testLogger();
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger });
+  const events = new Events(tableSchema("items", [["id", "integer"], ["name", "text"]]));
+  await log.createTopic({ name: events.topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+  const rows = [events.insert(1n, { id: 1, name: "one" }), events.insert(2n, { id: 2, name: "two" }), events.update(3n, { id: 1, name: "uno" })];
+  await produceAll(log, events.topic, rows);
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await sink.write([events.insert(1n, { id: 7, name: "stale" })], signal);
+  // The file took the swap and the step still reported a retriable failure (the database invalidated at its commit, as after running out of memory).
+  const swap = sink.swap.bind(sink);
+  let swaps = 0;
+  sink.swap = async (table, swapSignal) => {
+    await swap(table, swapSignal);
+    if (++swaps === 1) throw new ConnectionError("the swap's commit landed and the step failed", { context: { component: "test" } });
+  };
+  const progress: RebuildProgress[] = [];
+  const report = await rebuildSink({ sink, log, decoder: jsonDecoder, topics: [events.topic], group: "wh.rebuild", logger, signal, retry: { initialMs: 10, maxMs: 20 }, onProgress: (p) => progress.push(p) });
+  assert.equal(swaps, 2, "the swap was tried again");
+  assert.deepEqual(report.tables, ["public.items"]);
+  assert.match(progress.find((p) => p.waiting)?.waiting ?? "", /trying the swap again/);
+  assert.equal(progress.at(-1)!.state, "done");
+  assert.deepEqual(await sink.query(`SELECT id, name FROM public_items ORDER BY id`), [{ id: 1, name: "uno" }, { id: 2, name: "two" }]);
+  assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM duckdb_tables() WHERE table_name LIKE 'public_items__v%'`), [{ n: 1 }], "one generation left");
+  await sink.close();
+  await log.close();
+});

@@ -467,7 +467,9 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
       await options.erasures?.eraseDestroyed(true);
       // Again at the last moment: the erasures may have taken a while.
       await alone(true);
-      for (const table of prepared) await sink.swap(table, signal);
+      // Each table's swap waits out its target like the steps before it: a sink's swap tried again finds it done when the
+      // server made it and its reply was lost, so a table is never swapped twice nor reported failed after all the work.
+      for (const table of prepared) await waitOut("swap", () => sink.swap(table, signal));
     });
     const names = prepared.map((t) => `${t.schema}.${t.table}`).sort();
     if (options.sharing?.changed?.()) {
@@ -492,7 +494,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
 }
 
 /** Runs one step of the rebuild against the sink's target, waiting out its retriable failures (RebuildOptions.retry). */
-type TargetRetry = <T>(step: "prepare" | "write" | "check", operation: () => Promise<T>) => Promise<T>;
+type TargetRetry = <T>(step: "prepare" | "write" | "check" | "swap", operation: () => Promise<T>) => Promise<T>;
 
 const DEFAULT_TARGET_RETRY: BackoffPolicy = { initialMs: 200, maxMs: 30_000 };
 

@@ -121,6 +121,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   #topicIds: ReadonlyMap<string, string> = new Map();
   /** Highest generation used per target, dropped ones included. */
   #generations = new Map<string, number>();
+  /** Per target, the shadow its last swap made live and the table it replaced, until its next prepare: a swap tried again finishes it. */
+  readonly #lastSwap = new Map<string, { readonly shadow: string; readonly old: string | null }>();
   /** Each physical table's columns on the server: read at open and after a CREATE, then kept up to date by the sink's own ALTERs. */
   #server: ServerTables = new Map();
   /** Physical tables compared with the server since open, and those that did not match (halted; read from the server again when written again: #lookAgain). */
@@ -245,6 +247,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       const target = this.#target(table);
       const columns = shape ? initialColumns(shape, { sink: this.name, table: tableLabel(table) }) : null;
       await this.#finishSwap(target, signal);
+      this.#lastSwap.delete(target);
       const old = this.#find(target, "shadow");
       if (old) await this.#drop(old, signal);
       const live = this.#find(target, "live");
@@ -262,12 +265,17 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     return this.#serial.run(async () => {
       const target = this.#target(table);
       const shadow = this.#find(target, "shadow");
-      if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
+      if (!shadow) {
+        await this.#finishSwapTriedAgain(target, tableLabel(table), signal);
+        return;
+      }
       const live = this.#find(target, "live");
+      this.#lastSwap.set(target, { shadow: shadow.physical, old: live?.physical ?? null });
       if (shadow.columns.length === 0) {
         if (!live) {
           await this.#cat().save(shadow, signal, true);
           this.#tables.delete(shadow.physical);
+          this.#lastSwap.delete(target);
           return;
         }
         await this.#create(shadow, live.columns, tableLabel(table), signal);
@@ -277,6 +285,21 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       await this.#recordSwap(shadow, live, signal);
       this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
     });
+  }
+
+  /**
+   * A swap tried again after its catalog save went through (its reply lost, or the old table's drop failed): the shadow is
+   * recorded live already, so only the old table's drop may be left. Without such a swap, there is no rebuild to swap in.
+   */
+  async #finishSwapTriedAgain(target: string, table: string, signal: AbortSignal): Promise<void> {
+    const last = this.#lastSwap.get(target);
+    if (last === undefined || this.#tables.get(last.shadow)?.role !== "live") throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table });
+    if (last.old !== null) {
+      const old = this.#tables.get(last.old);
+      if (old) await this.#drop(old, signal);
+      else await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, last.old)}`, signal);
+    }
+    this.#logger.info({ target, live: last.shadow }, "rebuild swapped in (found done when tried again)");
   }
 
   rebuildRowCounts(table: TableId, signal: AbortSignal): Promise<RebuildRowCounts> {

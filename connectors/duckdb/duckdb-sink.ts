@@ -138,6 +138,11 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   #reader: DuckDBConnection | null = null;
   /** Physical tables by name, as the catalog holds them after the last committed transaction. */
   #tables = new Map<string, PhysicalTable>();
+  /**
+   * Per target, the shadow its last swap made live, until its next prepare: a swap tried again after its commit landed
+   * and the step still failed (the database invalidated at the commit, reopened) recognises it done.
+   */
+  readonly #lastSwap = new Map<string, string>();
   /** Tables in the internal schema the catalog does not list (its rows deleted by hand): their names are not used again. */
   #strays = new Set<string>();
   /**
@@ -295,6 +300,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       const target = this.#target(table);
       const context = { sink: this.name, table: tableLabel(table) };
       const columns = shape ? caseDistinct(initialColumns(shape, context), context) : null;
+      this.#lastSwap.delete(target);
       await this.#transaction(true, async () => {
         const old = this.#find(target, "shadow");
         if (old) await this.#drop(old);
@@ -322,15 +328,19 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       signal.throwIfAborted();
       const target = this.#target(table);
       const label = tableLabel(table);
-      await this.#transaction(true, async () => {
+      const done = await this.#transaction(true, async () => {
         const shadow = this.#find(target, "shadow");
-        if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: label });
+        if (!shadow) {
+          if (this.#lastSwap.has(target) && this.#find(target, "live")?.physical === this.#lastSwap.get(target)) return true;
+          throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: label });
+        }
+        this.#lastSwap.set(target, shadow.physical);
         const live = this.#find(target, "live");
         if (shadow.columns.length === 0) {
           if (!live) {
             await forgetTable(this.#conn(), shadow.physical);
             this.#tables.delete(shadow.physical);
-            return;
+            return false;
           }
           await this.#create(shadow, live.columns);
         }
@@ -338,8 +348,9 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
         await saveTable(this.#conn(), shadow);
         await this.#createView(shadow);
         if (live) await this.#drop(live);
+        return false;
       });
-      this.#logger.info({ target }, "rebuild swapped in");
+      this.#logger.info({ target }, done ? "rebuild swapped in (found done when tried again)" : "rebuild swapped in");
     });
   }
 

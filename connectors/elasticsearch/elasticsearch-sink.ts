@@ -93,6 +93,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   #indices: Indices | null = null;
   /** Per target, its indexes as last read or written by this sink. */
   readonly #targets = new Map<string, TargetIndexes>();
+  /** Per target, the shadow its last swap moved the alias to, until its next prepare: a swap tried again recognises its own move done. */
+  readonly #lastSwap = new Map<string, string>();
   /** Which table each alias is (lower case: tables "Up" and "up" get one name). */
   readonly #claims: TargetClaims;
   /** The targets this sink made a live index for (recorded in `sluice-offsets`, read at open). */
@@ -231,6 +233,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       const context = { sink: this.name, table: tableLabel(table) };
       const columns = shape ? initialColumns(shape, context) : null;
       if (columns) this.#checkNames(columns, context);
+      this.#lastSwap.delete(target);
       const indexes = await this.#load(target, signal);
       if (indexes.shadow) {
         await this.#idx().remove(indexes.shadow, signal);
@@ -252,17 +255,32 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   swap(table: TableId, signal: AbortSignal): Promise<void> {
     return this.#serial.run(async () => {
       const target = this.#target(table);
-      const indexes = await this.#load(target, signal);
-      const shadow = indexes.shadow;
-      if (!shadow) throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
-      const live = indexes.live;
-      await this.#idx().swap(live, shadow, signal);
-      shadow.role = "live";
-      indexes.live = shadow;
-      indexes.shadow = null;
-      if (live) await this.#idx().remove(live, signal);
-      await this.#recordMade(target, signal);
-      this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+      try {
+        const indexes = await this.#load(target, signal);
+        const shadow = indexes.shadow;
+        if (!shadow) {
+          // Tried again after its alias move went through and its reply was lost: the load found the shadow live (and dropped the old index).
+          if (indexes.live !== null && indexes.live.physical === this.#lastSwap.get(target)) {
+            await this.#recordMade(target, signal);
+            this.#logger.info({ target, live: indexes.live.physical }, "rebuild swapped in (found done when tried again)");
+            return;
+          }
+          throw rebuildState("no rebuild in progress (call prepareRebuild first)", { sink: this.name, table: tableLabel(table) });
+        }
+        this.#lastSwap.set(target, shadow.physical);
+        const live = indexes.live;
+        await this.#idx().swap(live, shadow, signal);
+        shadow.role = "live";
+        indexes.live = shadow;
+        indexes.shadow = null;
+        if (live) await this.#idx().remove(live, signal);
+        await this.#recordMade(target, signal);
+        this.#logger.info({ target, live: shadow.physical }, "rebuild swapped in");
+      } catch (error) {
+        // Read again when tried again: the server may have moved the alias (its reply lost) or not.
+        this.#targets.delete(target);
+        throw error;
+      }
     });
   }
 
