@@ -543,3 +543,43 @@ test("DuckDB: a swap whose commit landed but that failed as retriable is tried a
   await sink.close();
   await log.close();
 });
+
+test("a rebuild during which retention deletes records it has not read yet in several partitions names every one of them, not only the one it met", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-expiring-all-"));
+  const logger = testLogger();
+  const now = 1_000_000;
+  const log = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, clock: () => now });
+  const tables = ["orders", "items"].map((name) => new Events(tableSchema(name, [["id", "integer"], ["name", "text"]])));
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  for (const events of tables) {
+    await log.createTopic({ name: events.topic, partitions: 1, retentionMs: 20_000, retentionBytes: null, compacted: false });
+    const rows = Array.from({ length: 20 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, name: `row ${i + 1}` }));
+    // One stored batch per row, all older than the retention: nothing is deleted until the job runs.
+    for (const row of rows) await produceAll(log, events.topic, [row]);
+    const recent = Array.from({ length: 5 }, (_, i) => events.insert(BigInt(i + 21), { id: i + 21, name: `row ${i + 21}` }));
+    await log.produce(recent.map(({ event }) => ({ topic: events.topic, key: Buffer.from(String(event.key["id"])), value: Buffer.from(serializeEvent(event)), timestamp: now })));
+    await sink.write([...rows, ...recent], signal);
+  }
+  let decoded = 0;
+  const decoder: RebuildOptions["decoder"] = {
+    decode: async (r) => {
+      if (decoded++ === 0) log.runMaintenance();
+      return jsonDecoder.decode(r);
+    },
+  };
+  await assert.rejects(
+    rebuildSink({ sink, log, decoder, topics: tables.map((t) => t.topic), group: "wh.rebuild", logger, signal, batchRecords: 1 }),
+    (error: SluiceError) => {
+      assert.equal(error.code, "REBUILD_HISTORY_INCOMPLETE");
+      assert.match(error.message, /retention removed the first records of 2 partitions/);
+      for (const { topic } of tables) assert.match(error.message, new RegExp(`${topic.replaceAll(".", "\\.")}:0 starts at offset 20`));
+      assert.equal(error.context["partitions"], 2);
+      return true;
+    },
+  );
+  for (const table of ["public_orders", "public_items"]) assert.deepEqual(await sink.query(`SELECT count(*)::INTEGER AS n FROM ${table}`), [{ n: 25 }]);
+  await sink.close();
+  await log.close();
+});

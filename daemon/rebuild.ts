@@ -92,6 +92,8 @@ export interface HistoryGap {
   readonly partition: number;
   /** The first offset still kept: records 0 to start - 1 are gone. */
   readonly start: bigint;
+  /** Found while the rebuild read: the first offset gone that it had not read yet (records before it were read). */
+  readonly from?: bigint;
 }
 
 /**
@@ -111,9 +113,37 @@ export async function historyGaps(log: TopicLog, topics: readonly string[]): Pro
 
 const SHOWN_GAPS = 10;
 
+/**
+ * Every partition whose records retention deleted before the rebuild read them: those the consumer
+ * skipped (it tells only the partitions it polled), and those whose first offset is now past where
+ * the consumer is (not polled since). Before, the refusal named only the partitions of the poll
+ * that met the gap, often one, and the operator did not know the extent.
+ */
+async function gapsWhileReading(
+  log: TopicLog,
+  targets: ReadonlyMap<string, bigint>,
+  skipped: readonly { readonly topic: string; readonly partition: number; readonly from: bigint; readonly to: bigint }[],
+  position: (topic: string, partition: number) => bigint | null,
+): Promise<HistoryGap[]> {
+  const gaps = new Map<string, HistoryGap>();
+  for (const s of skipped) gaps.set(partitionKey(s.topic, s.partition), { topic: s.topic, partition: s.partition, start: s.to, from: s.from });
+  for (const topic of new Set([...targets.keys()].map((key) => key.slice(0, key.lastIndexOf(":"))))) {
+    for (const range of await log.partitionOffsets(topic)) {
+      const end = targets.get(`${topic}:${range.partition}`);
+      const at = position(topic, range.partition) ?? 0n;
+      if (end === undefined || gaps.has(partitionKey(topic, range.partition)) || at >= end || range.start <= at) continue;
+      gaps.set(partitionKey(topic, range.partition), { topic, partition: range.partition, start: range.start, from: at });
+    }
+  }
+  return [...gaps.values()].sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+}
+
 /** What a rebuild from incomplete history would do, and what the operator can do instead. */
 export function describeHistoryGaps(sink: string, gaps: readonly HistoryGap[]): string {
-  const shown = gaps.slice(0, SHOWN_GAPS).map((g) => `${g.topic}:${g.partition} starts at offset ${g.start}`).join(", ");
+  const shown = gaps
+    .slice(0, SHOWN_GAPS)
+    .map((g) => `${g.topic}:${g.partition} starts at offset ${g.start}${g.from !== undefined && g.from > 0n && g.from < g.start ? ` (offsets ${g.from} to ${g.start - 1n} gone before the rebuild read them)` : ""}`)
+    .join(", ");
   const more = gaps.length > SHOWN_GAPS ? ` and ${gaps.length - SHOWN_GAPS} more` : "";
   return (
     `the topics' history is incomplete: retention removed the first records of ${gaps.length} partition${gaps.length === 1 ? "" : "s"} (${shown}${more}), ` +
@@ -127,7 +157,7 @@ export function historyIncompleteError(sink: string, gaps: readonly HistoryGap[]
   const first = gaps[0]!;
   return new SluiceError(`rebuild refused: ${describeHistoryGaps(sink, gaps)}. Nothing changed.`, {
     code: "REBUILD_HISTORY_INCOMPLETE",
-    context: { component: "rebuild", sink, topic: first.topic, partition: first.partition, offset: first.start.toString() },
+    context: { component: "rebuild", sink, topic: first.topic, partition: first.partition, offset: first.start.toString(), partitions: gaps.length },
   });
 }
 
@@ -419,7 +449,7 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
         const batch = await consumer.poll({ maxRecords: options.batchRecords ?? 5_000, maxBytes: 16 << 20, maxWaitMs: 200, signal });
         // Retention deleted records while the rebuild read (it started complete): the new generation would miss their rows.
         const skipped = consumer.takeSkipped?.() ?? [];
-        if (skipped.length > 0) throw historyIncompleteError(sink.name, skipped.map((s) => ({ topic: s.topic, partition: s.partition, start: s.to })));
+        if (skipped.length > 0) throw historyIncompleteError(sink.name, await gapsWhileReading(log, targets, skipped, (topic, partition) => consumer.position(topic, partition)));
         records += await exclusive(async () => {
           const changes: SinkChange[] = [];
           for (const record of batch) {
