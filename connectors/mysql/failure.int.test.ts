@@ -1,10 +1,13 @@
 /**
  * Failures against the real MariaDB: a lost replication connection is a retriable error, and
- * connecting again from the last checkpoint goes on without loss; wrong credentials are permanent.
+ * connecting again from the last checkpoint goes on without loss; an account at its connection limit is waited out;
+ * wrong credentials are permanent.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import mysql from "mysql2/promise";
 import type { Connection } from "mysql2/promise";
+import { mariadb } from "../../test/services/ports.ts";
 import { isRetriable } from "../errors.ts";
 import { adminConnection, dropDatabase, newSource, randomName, readUntil, sourceConfig } from "./int-test-support.ts";
 
@@ -42,6 +45,31 @@ describe("MySQL source: failures", () => {
       assert.deepEqual(rest.events.map((e) => e.key), [{ id: 2 }]);
     } finally {
       await source.close();
+    }
+  });
+
+  it("an account at its MAX_USER_CONNECTIONS limit is retriable, naming the limit, and connects once a session is gone", async () => {
+    // A reconnect can meet the account's limit while the server still holds the session it replaces (a dump thread not
+    // yet ended after a network loss); MAX_CONNECTIONS_PER_HOUR and MAX_QUERIES_PER_HOUR give the same error and heal too.
+    const user = randomName("s_limit").slice(0, 32);
+    await admin.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'limit-pw' WITH MAX_USER_CONNECTIONS 1`);
+    await admin.query(`GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '${user}'@'%'`);
+    await admin.query(`GRANT SELECT ON \`${database}\`.* TO '${user}'@'%'`);
+    const other = await mysql.createConnection({ host: mariadb.host, port: mariadb.port, user, password: "limit-pw" });
+    const source = newSource(sourceConfig({ tables: [`${database}.f`], user, password: "limit-pw", snapshot: { mode: "never", parallelism: 1, chunk_rows: 100 } }));
+    try {
+      await assert.rejects(source.connect(null, AbortSignal.timeout(30_000)), (error: Error) => {
+        assert.equal(isRetriable(error), true, `${error.message} is retriable`);
+        assert.match(error.message, /max_user_connections/);
+        return true;
+      });
+      await source.close();
+      await other.end();
+      await source.connect(null, AbortSignal.timeout(30_000));
+    } finally {
+      await other.end().catch(() => undefined);
+      await source.close();
+      await admin.query(`DROP USER IF EXISTS '${user}'@'%'`);
     }
   });
 

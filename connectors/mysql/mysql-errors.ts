@@ -33,8 +33,12 @@ const RETRIABLE_CODES = new Set([
   "ER_CLIENT_INTERACTION_TIMEOUT",
 ]);
 
-/** Server error numbers worth retrying, for codes mysql2 does not name (1969: MariaDB's max_statement_time, 3024: MySQL's max_execution_time exceeded). */
-const RETRIABLE_ERRNOS = new Set([1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031]);
+/**
+ * Server error numbers worth retrying, for codes mysql2 does not name (1969: MariaDB's max_statement_time, 3024: MySQL's
+ * max_execution_time exceeded; 1226: an account resource limit, MAX_USER_CONNECTIONS (met by a reconnect while the server
+ * still holds the session it replaces), MAX_CONNECTIONS_PER_HOUR or MAX_QUERIES_PER_HOUR, which heal).
+ */
+const RETRIABLE_ERRNOS = new Set([1040, 1053, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1226, 1317, 1412, 1927, 1969, 2006, 2013, 3024, 4031]);
 
 /** Errors of a statement the catalog session's limits ended (connection-settings.ts, catalogSessionSql): statement time, lock wait. */
 const GAVE_UP_ERRNOS = new Set([1205, 1969, 3024]);
