@@ -211,6 +211,38 @@ describe("memory budget", () => {
     assert.equal(planMemory(set, everything(set), 2).budgetFrom, "config");
   });
 
+  // Found live: under --memory 256m the default budget (256MiB) left nothing for what the kernel counts besides the RSS.
+  test("without a memory setting, a container limit the default does not leave a fifth of sizes the budget: four fifths of it, never below the least", () => {
+    const c = config();
+    const capture = { sources: ["pg"], sinks: [] };
+    const sized = planMemory(c, capture, 2, 256 * MiB);
+    assert.equal(sized.budgetFrom, "container");
+    assert.equal(sized.budgetBytes, 204 * MiB, "4/5 of 256MiB, whole MiB");
+    assert.equal(sized.containerLimitBytes, 256 * MiB);
+    assert.ok(planned(sized) <= sized.budgetBytes, "the heaps and reserves fit the sized budget");
+    assert.ok(sized.main.oldMb < planMemory(c, capture, 2).main.oldMb, "the heaps are sized from it");
+    assert.equal(planMemory(c, capture, 2, 300 * MiB).budgetBytes, 240 * MiB);
+
+    // A limit that leaves the default its fifth, or none: the default, as before.
+    for (const limit of [320 * MiB, 4096 * MiB, null]) {
+      const plan = planMemory(c, capture, 2, limit);
+      assert.equal(plan.budgetFrom, "default", `limit ${limit}`);
+      assert.equal(plan.budgetBytes, DEFAULT_MEMORY_BYTES);
+    }
+    // Four fifths below what the process needs: the least it needs, as without a limit (the report warns when above the limit).
+    const least = planMemory(c, everything(c), 2);
+    assert.equal(least.budgetFrom, "raised", "a DuckDB sink needs more than the default");
+    const tight = planMemory(c, everything(c), 2, least.budgetBytes);
+    assert.equal(tight.budgetFrom, "raised");
+    assert.equal(tight.budgetBytes, least.budgetBytes);
+    assert.equal(planMemory(c, everything(c), 2, 2 * least.budgetBytes).budgetBytes, least.budgetBytes, "never sized above what the default takes");
+    // A memory setting stays as set, whatever the limit.
+    const set = config({ top: "memory: 256MiB" });
+    const kept = planMemory(set, capture, 2, 200 * MiB);
+    assert.equal(kept.budgetFrom, "config");
+    assert.equal(kept.budgetBytes, 256 * MiB);
+  });
+
   test("with Kafka topics each sink's consumer is sized from its heap, counted in it, and the least budget names it", () => {
     const kafka = "topics: {kind: kafka, brokers: [\"127.0.0.1:9092\"]}";
     const sinks = "  - {name: warehouse, kind: clickhouse, url: \"http://127.0.0.1:8123\", database: d}\n  - {name: search, kind: elasticsearch, nodes: [\"http://127.0.0.1:9200\"]}";

@@ -18,6 +18,14 @@ const MiB = 2 ** 20;
 
 /** Budget when `memory` is not set (raised to what the process needs at least, see planMemory). */
 export const DEFAULT_MEMORY_BYTES = 256 * MiB;
+/**
+ * Without a `memory` setting, the share of a container's memory limit the budget may take: four
+ * fifths, the other fifth (a quarter above the budget, as docs/operations.md advises when setting
+ * `memory`) for what the kernel counts against the limit besides the RSS the budget keeps: socket
+ * buffers and page tables, files in a tmpfs /tmp (Node's compile cache, ~10 MiB), the page cache of
+ * the embedded log and DuckDB files, and RSS above the plan at a peak (docs/benchmarks.md).
+ */
+export const CONTAINER_LIMIT_SHARE = 0.8;
 /** Read-ahead of a source and batch bytes of a sink used outside a daemon (tools, tests) where no plan applies. */
 export const STANDALONE_READ_AHEAD_BYTES = 16 * MiB;
 export const STANDALONE_BATCH_BYTES = 8 * MiB;
@@ -190,8 +198,13 @@ export interface SinkMemory {
 
 export interface MemoryPlan {
   readonly budgetBytes: number;
-  /** How the budget was chosen: set in the config, the default, or the default raised to what the process needs. */
-  readonly budgetFrom: "config" | "default" | "raised";
+  /**
+   * How the budget was chosen: set in the config, the default, the default raised to what the
+   * process needs, or sized from the container's memory limit (below what the default would take).
+   */
+  readonly budgetFrom: "config" | "default" | "raised" | "container";
+  /** The container's memory limit the plan was made under (the budget is sized from it only without a `memory` setting). */
+  readonly containerLimitBytes: number | null;
   /** When the default was raised: what the process needs, part by part (for the warning at start). */
   readonly raisedBecause?: string;
   /** Kept outside the V8 heaps (runtime, thread stacks and isolates, native buffers). */
@@ -239,9 +252,11 @@ interface Part {
 /**
  * The split of `config.memory` (or the default) for a process running `parts`. A budget set in the
  * config that cannot hold them throws MemoryBudgetError naming what needs what; without a
- * `memory` setting the default is raised to the least the process needs.
+ * `memory` setting the default is raised to the least the process needs, and lowered to four
+ * fifths of `containerLimitBytes` (the cgroup's limit, runtime/cgroup-memory.ts) when that is
+ * less, though never below that least.
  */
-export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = availableParallelism()): MemoryPlan {
+export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = availableParallelism(), containerLimitBytes: number | null = null): MemoryPlan {
   const sources = config.sources.filter((s) => parts.sources.includes(s.name));
   const sinks = config.sinks.filter((s) => parts.sinks.includes(s.name));
   const embedded = config.topics.kind === "embedded";
@@ -280,6 +295,11 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
   let budget = given ?? DEFAULT_MEMORY_BYTES;
   let budgetFrom: MemoryPlan["budgetFrom"] = given === undefined ? "default" : "config";
   let raisedBecause: string | undefined;
+  const withinLimit = given === undefined ? budgetWithinLimit(containerLimitBytes) : null;
+  if (withinLimit !== null && withinLimit < Math.max(budget, needed)) {
+    budget = withinLimit;
+    budgetFrom = "container";
+  }
   if (budget < needed) {
     if (given !== undefined) throw new MemoryBudgetError(tooSmall(given, needed, floor.reserved, heapParts, sources.length, sinks.length), needed);
     budget = needed;
@@ -317,7 +337,12 @@ export function planMemory(config: SluiceConfig, parts: ProcessParts, cores = av
     }),
   );
   const mainReader = mainReaders > 0 ? MAIN_READER : null;
-  return { budgetBytes: budget, budgetFrom, ...(raisedBecause === undefined ? {} : { raisedBecause }), reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+  return { budgetBytes: budget, budgetFrom, ...(raisedBecause === undefined ? {} : { raisedBecause }), containerLimitBytes, reservedBytes: reserved, main: mainHeap, mainReader, sources: sourcePlans, sinks: sinkPlans, sqliteCacheBytes: embedded ? sqliteCache : null };
+}
+
+/** The budget a container's memory limit leaves room for (CONTAINER_LIMIT_SHARE of it, whole MiB); null without a limit. */
+export function budgetWithinLimit(containerLimitBytes: number | null): number | null {
+  return containerLimitBytes === null ? null : wholeMiB(containerLimitBytes * CONTAINER_LIMIT_SHARE);
 }
 
 /**

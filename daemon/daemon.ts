@@ -44,6 +44,7 @@ import { optionalFlag, optionalNameList, readJsonObject } from "./request-body.t
 import type { BodyReader } from "./request-body.ts";
 import { readTlsCredentials } from "./http-tls.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { cgroupMemoryLimit, type CgroupMemoryLimit } from "../runtime/cgroup-memory.ts";
 import { observeCommitStages, SluiceMetrics } from "./metrics.ts";
 import { DEFAULT_QUERY_CONCURRENCY, queryHandler } from "./sink-query.ts";
 import { apiAddress, sinkNotHere } from "./sink-elsewhere.ts";
@@ -183,6 +184,8 @@ export class Daemon {
   private readonly plannedKeyCache: number | null;
   /** How this process splits its memory budget between its threads and components. */
   readonly memory: MemoryPlan;
+  /** The container's memory limit (cgroup) the plan was made under; without `memory` in the config the budget is sized from it. */
+  private readonly containerLimit: CgroupMemoryLimit | null;
   private readonly logger: Logger;
   private readonly writeLogLine: (line: string) => void;
   private readonly captureStop = new AbortController();
@@ -239,7 +242,8 @@ export class Daemon {
     this.selection = options.selection ?? everything(config);
     this.acceptLostTopics = options.acceptLostTopics ?? false;
     // Every component below reads its share of the memory budget from the config (config/memory.ts).
-    this.memory = planMemory(config, this.selection);
+    this.containerLimit = cgroupMemoryLimit();
+    this.memory = planMemory(config, this.selection, undefined, this.containerLimit?.bytes ?? null);
     this.plannedKeyCache = plannedKeyCacheSize(config, this.memory, this.selection);
     this.config = applyKeyCacheSize(applyMemoryPlan(config, this.memory), this.memory, this.selection);
     this.configAsRead = config;
@@ -300,7 +304,7 @@ export class Daemon {
 
   /** Starts every stage; resolves with the HTTP address once the daemon is serving. */
   async start(): Promise<{ host: string; port: number }> {
-    reportMemoryPlan(this.memory, this.logger.child({ component: "memory" }));
+    reportMemoryPlan(this.memory, this.logger.child({ component: "memory" }), undefined, this.containerLimit);
     const keyCacheSize = this.plannedKeyCache;
     if (keyCacheSize !== null) this.logger.child({ component: "memory" }).info({ keyCacheSize }, `subject key cache: ${keyCacheSize} keys per key store, from the memory budget (personal_data.key_cache_size sets it)`);
     releaseHeapFlags();

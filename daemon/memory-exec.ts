@@ -26,6 +26,7 @@ import { loadConfigFile } from "../config/load.ts";
 import { mainHeapFlags, planMemory } from "../config/memory.ts";
 import { heapFlagGiven, REEXEC_MARK, withoutOverriddenFlags } from "./memory-exec-start.ts";
 import { parseRoles, selectParts } from "./roles.ts";
+import { cgroupMemoryLimit } from "../runtime/cgroup-memory.ts";
 
 export { heapFlagGiven, REEXEC_MARK, reexecEnvironment } from "./memory-exec-start.ts";
 
@@ -45,7 +46,7 @@ export function heapFlagsForRun(args: readonly string[], env: Readonly<Record<st
     const captures = (name: string) => roles.roles.has("capture") && (roles.sources.length === 0 || roles.sources.includes(name));
     const runsSink = (name: string) => roles.roles.has("sinks") && (roles.sinks.length === 0 || roles.sinks.includes(name));
     const config = loadConfigFile(file, { env, captures, runsSink, checkMemory: true });
-    const plan = planMemory(config, selectParts(config, roles));
+    const plan = planMemory(config, selectParts(config, roles), undefined, cgroupMemoryLimit()?.bytes ?? null);
     return withoutOverriddenFlags(mainHeapFlags(plan), execArgv);
   } catch {
     return null;

@@ -33,3 +33,16 @@ test("a memory budget above the container's memory limit is a warning naming bot
   reportMemoryPlan(plan, logger, heap, null);
   assert.equal(lines.filter((l) => String(l["msg"]).includes("above this container's memory limit")).length, 0, "no limit: no warning");
 });
+
+test("a budget sized from the container's memory limit is said at start, with the limit and its file", () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("info", { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const limit = { bytes: 256 * 2 ** 20, file: "/sys/fs/cgroup/memory.max" };
+  const plan = planMemory(loadConfigFile(file, { env: {} }), { sources: ["pg"], sinks: [] }, 2, limit.bytes);
+  reportMemoryPlan(plan, logger, plan.main.oldMb + plan.main.youngMb, limit);
+  const summary = lines.find((l) => l["msg"] === "memory budget")?.["memory"] as Record<string, unknown>;
+  assert.deepEqual([summary["budgetMiB"], summary["budgetFrom"], summary["containerLimitMiB"]], [204, "container", 256]);
+  const said = lines.find((l) => String(l["msg"]).startsWith("memory budget 204MiB, sized from this container's memory limit (256MiB, /sys/fs/cgroup/memory.max)"));
+  assert.equal(said?.["level"], "info", JSON.stringify(lines));
+  assert.equal(lines.filter((l) => l["level"] === "warn").length, 0, "nothing to warn about");
+});

@@ -50,6 +50,14 @@ export function mainHeapLimitMb(): number {
 
 export function reportMemoryPlan(plan: MemoryPlan, logger: Logger, heapLimitMb = mainHeapLimitMb(), containerLimit: CgroupMemoryLimit | null = cgroupMemoryLimit()): void {
   logger.info({ memory: { ...memorySummary(plan), ...(containerLimit ? { containerLimitMiB: Math.round(containerLimit.bytes / MiB) } : {}) } }, "memory budget");
+  if (plan.budgetFrom === "container" && containerLimit !== null) {
+    const budget = Math.round(plan.budgetBytes / MiB);
+    const limit = Math.floor(containerLimit.bytes / MiB);
+    logger.info(
+      { memoryMiB: budget, containerLimitMiB: limit, file: containerLimit.file },
+      `memory budget ${budget}MiB, sized from this container's memory limit (${limit}MiB, ${containerLimit.file}): four fifths of it, the rest left for what the kernel counts besides Sluice's memory (page cache, socket buffers, a tmpfs /tmp). memory in the config sets the budget instead (docs/operations.md#memory)`,
+    );
+  }
   // The budget is kept by Sluice, the container's limit by the kernel: above it, the process may be killed (OOMKilled) on
   // the way to its budget, e.g. through a backlog, with no word from Sluice.
   if (containerLimit !== null && containerLimit.bytes < plan.budgetBytes) {
