@@ -54,7 +54,7 @@ fi
 npm_version="$("$node_bin" -p "require('$npm_dir/package.json').version")"
 
 # The cache key: what went into the image. Same key, same image: nothing to do.
-layout=2   # bump when what this script puts into the image changes
+layout=3   # bump when what this script puts into the image changes
 key="layout=$layout debian=$suite node=$node_version npm=$npm_version"
 if [[ ${SLUICE_BASE_REBUILD:-} != 1 ]] && podman image exists "$image"; then
   have="$(podman image inspect --format '{{ index .Labels "org.sluice.base-key" }}' "$image" 2>/dev/null || true)"
@@ -105,6 +105,9 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/
 chroot "$root" /usr/local/bin/node -e 'if (!process.version.startsWith("v24.")) process.exit(1)' ||
   fail "Node does not run inside the new root"
 chroot "$root" /usr/local/bin/npm --version >/dev/null || fail "npm does not run inside the new root"
+# npm turns on Node's compile cache at its default path: the check left a root-owned /tmp/node-compile-cache,
+# which no other user of the image can write. The image's temporary directories start empty.
+find "$root/tmp" "$root/var/tmp" -mindepth 1 -delete
 
 note "importing into podman as $image"
 tar -C "$root" --numeric-owner -c . |

@@ -4,7 +4,8 @@
 // PostgreSQL of test/services with the config mounted read-only at /etc/sluice/sluice.yaml, a
 // read-only root file system and the data dir on the image's volume. Checks: /healthz answers,
 // the image's HEALTHCHECK passes, it runs as its non-root user, and SIGTERM stops it cleanly
-// (exit code 0, "sluice stopped").
+// (exit code 0, "sluice stopped"); a SIGTERM before Node has read Sluice's first line is not lost
+// (tini is PID 1); under --memory without a memory setting the budget is sized from the limit.
 //
 // Slow the first time (apt-get of podman/debootstrap if missing, debootstrap, npm install in the
 // build); later runs reuse the base image and podman's layer cache.
@@ -28,6 +29,8 @@ const PODMAN_GLOBAL = ["--runtime", "runc", "--cgroup-manager", "cgroupfs", "--e
 
 const suffix = randomBytes(4).toString("hex");
 const containerName = `sluice-deploy-test-${suffix}`;
+const earlyName = `sluice-deploy-test-early-${suffix}`;
+const memoryName = `sluice-deploy-test-memory-${suffix}`;
 const sourceName = recordTestName(`ctr_${suffix}`);
 const schema = `deploy_ctr_${suffix}`;
 const timings: string[] = [];
@@ -98,6 +101,7 @@ before(async () => {
 
 after(async () => {
   if (containerStarted) podman(["rm", "--force", "--volumes", "--time", "0", containerName]);
+  for (const name of [earlyName, memoryName]) podman(["rm", "--force", "--volumes", "--time", "0", "--ignore", name]);
   if (admin) {
     const slot = `sluice_${sourceName}`;
     await admin.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", [slot]).catch(() => undefined);
@@ -157,7 +161,7 @@ test("podman build -f deploy/Dockerfile: production dependencies, non-root user,
   assert.ok(config.Env?.includes("SLUICE_CONFIG=/etc/sluice/sluice.yaml"), `SLUICE_CONFIG: ${config.Env?.join(" ")}`);
   assert.ok(config.ExposedPorts?.["8080/tcp"] !== undefined, "EXPOSE 8080");
   assert.ok(config.Volumes?.["/var/lib/sluice"] !== undefined, "VOLUME /var/lib/sluice");
-  assert.deepEqual(config.Entrypoint, ["node", "/app/daemon/sluice.js"]);
+  assert.deepEqual(config.Entrypoint, ["/usr/bin/tini", "-s", "--", "node", "/app/daemon/sluice.js"], "tini is PID 1 and hands signals to node");
   assert.deepEqual(config.Cmd, ["run"]);
   const healthcheck = image!.Healthcheck ?? config.Healthcheck; // podman puts it beside Config
   assert.ok(healthcheck?.Test?.join(" ").includes("fetch("), `HEALTHCHECK with node's fetch: ${JSON.stringify(healthcheck)}`);
@@ -171,6 +175,18 @@ test("podman build -f deploy/Dockerfile: production dependencies, non-root user,
   assert.doesNotMatch(listing.stdout, /\.test\.ts/, "no test files");
   assert.match(listing.stdout, /@duckdb/);
   assert.match(listing.stdout, /sluice \d+\.\d+\.\d+ \(node v24\./);
+
+  // No example configs or secret files (config/examples/secrets held one): configs and secrets are mounted. The
+  // image's /tmp starts empty, so the image's user can keep Node's compile cache at its default path there (a
+  // root-owned /tmp/node-compile-cache left by the base image's npm made it fail for that user).
+  const contents = podman(["run", "--rm", "--network", "none", "--ulimit", `nofile=${hardNofile()}:${hardNofile()}`, "--ulimit", "nproc=4096:4096", "--entrypoint", "sh", IMAGE, "-c",
+    "find /app /etc/sluice -path /app/node_modules -prune -o \\( -name examples -o -name secrets -o -name '*password*' -o -name '*.pem' \\) -print; echo tmp: $(find /tmp /var/tmp -mindepth 1); " +
+    "node -e 'const m = require(\"node:module\"); const r = m.enableCompileCache(); console.log(\"compile cache:\", r.directory ?? r.message)'"]);
+  assert.equal(contents.status, 0, contents.stderr);
+  const lines = contents.stdout.trim().split("\n");
+  assert.deepEqual(lines.slice(0, -2), [], "no example configs or secret files in the image");
+  assert.equal(lines.at(-2), "tmp:", "the image's /tmp and /var/tmp are empty");
+  assert.equal(lines.at(-1), "compile cache: /tmp/node-compile-cache", "the image's user can keep Node's compile cache");
 });
 
 test("podman run: /healthz answers, HEALTHCHECK passes, non-root, read-only root; SIGTERM stops it with exit code 0", { timeout: 5 * 60_000 }, async (t) => {
@@ -269,4 +285,69 @@ shutdown:
   assert.match(output, /"msg":"sluice stopping".*"reason":"SIGTERM"|"reason":"SIGTERM".*"msg":"sluice stopping"/);
   assert.match(output, /"msg":"sluice stopped"/);
   assert.doesNotMatch(output, /"level":"(error|fatal)".*"msg":"graceful shutdown timed out/);
+});
+
+/** `podman run --detach` of the image with the test's limits, the config mounted read-only and a read-only root. */
+function runDetached(name: string, configFile: string, extra: string[]): Run {
+  const nofile = hardNofile();
+  return podman([
+    "run", "--detach", "--name", name, "--network", "host", "--read-only",
+    "--ulimit", `nofile=${nofile}:${nofile}`, "--ulimit", "nproc=4096:4096",
+    "--volume", `${configFile}:/etc/sluice/sluice.yaml:ro`,
+    ...extra,
+    IMAGE,
+  ]);
+}
+
+/** A config whose source is never reached (nothing listens on its port): the daemon starts and retries it. */
+async function unreachableSourceConfig(file: string): Promise<string> {
+  writeFileSync(
+    file,
+    `name: ctrtest_early
+sources:
+  - {name: pg, kind: postgres, host: 127.0.0.1, port: ${await freePort()}, database: none, user: none, password: none, tables: ["none.*"]}
+topics: {kind: embedded, path: /var/lib/sluice/sluice.db}
+http: {listen: "127.0.0.1:${await freePort()}"}
+`,
+  );
+  chmodSync(file, 0o644);
+  return file;
+}
+
+// Found live: `podman stop` in the container's first tenth of a second waited for the kill timeout (exit 137): node was
+// PID 1 and the kernel drops a signal PID 1 has no handler for; node has none until Sluice's first line. The preload
+// holds node there (before any handler) long enough for the stop to land in that window every time.
+test("podman stop while node starts, before Sluice's first line: the SIGTERM ends it (tini is PID 1), no --init needed", { timeout: 2 * 60_000 }, async () => {
+  const configFile = await unreachableSourceConfig(join(dir, "early.yaml"));
+  const holdStart = "--import=data:text/javascript,Atomics.wait(new(Int32Array)(new(SharedArrayBuffer)(4)),0,0,10000)";
+  const started = runDetached(earlyName, configFile, ["--env", `NODE_OPTIONS=${holdStart}`]);
+  assert.equal(started.status, 0, `podman run failed:\n${started.stderr}`);
+  const stop = timed("early SIGTERM to exit", () => podman(["stop", "--time", "10", earlyName], 60_000));
+  assert.equal(stop.status, 0, stop.stderr);
+  const state = JSON.parse(podman(["inspect", "--format", "{{json .State}}", earlyName]).stdout) as { ExitCode: number };
+  const logs = podman(["logs", earlyName]);
+  assert.notEqual(state.ExitCode, 137, `the SIGTERM was lost: podman killed it at the timeout\n${logs.stdout}`);
+  assert.equal(state.ExitCode, 143, "node ended by the SIGTERM before Sluice ran (128 + 15)");
+  assert.doesNotMatch(logs.stdout, /"msg":"sluice started"/);
+});
+
+// Found live: under --memory 256m Sluice kept its default budget of 256MiB, all of the limit.
+test("podman run --memory 256m, no memory in the config: the budget is sized from the container's limit", { timeout: 2 * 60_000 }, async () => {
+  const configFile = await unreachableSourceConfig(join(dir, "memory.yaml"));
+  const started = runDetached(memoryName, configFile, ["--memory", "256m"]);
+  assert.equal(started.status, 0, `podman run failed:\n${started.stderr}`);
+  let output = "";
+  const t0 = Date.now();
+  while (Date.now() - t0 < 60_000 && !/"msg":"sluice started"/.test(output)) {
+    await new Promise((r) => setTimeout(r, 250));
+    output = podman(["logs", memoryName]).stdout;
+  }
+  podman(["stop", "--time", "10", memoryName], 60_000);
+  const lines = output.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { level: string; msg: string; memory?: Record<string, unknown> });
+  const summary = lines.find((l) => l.msg === "memory budget")?.memory;
+  assert.ok(summary, `no "memory budget" line:\n${output}`);
+  assert.deepEqual([summary["budgetFrom"], summary["budgetMiB"], summary["containerLimitMiB"]], ["container", 204, 256], JSON.stringify(summary));
+  assert.ok(lines.some((l) => l.level === "info" && l.msg.startsWith("memory budget 204MiB, sized from this container's memory limit (256MiB, /sys/fs/cgroup/")), output);
+  // The main thread's heap flags (planned before the re-exec) come from the same sized budget.
+  assert.ok(!lines.some((l) => /main thread's heap limit is|above this container's memory limit/.test(l.msg)), output);
 });
