@@ -6,6 +6,7 @@ test("catalog marks round-trip; unknown parts stay unknown, and nothing at all e
   const marks = {
     publication: { publication: 16400, members: new Map([[16384, 16401], [16390, 16402]]) },
     partitions: new Map([[16500, new Map([[16501, 16501], [16502, 17000]])], [16600, new Map<number, number>()]]),
+    attachments: new Map([[16500, new Map([[16501, 4_294_967_295 + 812], [16502, 912]])], [16600, new Map<number, number>()]]),
     labels: new Map([[16700, "sad"], [16701, "o'k \"quoted\""]]),
   };
   assert.deepEqual(decodeCatalogMarks(encodeCatalogMarks(marks)), marks);
@@ -23,9 +24,17 @@ test("marks that do not read are unknown, part by part", () => {
   assert.equal(partly.labels, null, "a label that is not text");
 });
 
+test("marks stored before the partitions' attachments were kept read with them unknown, and marks without them encode as before", () => {
+  const before = JSON.stringify({ publication: [1, [2, 3]], partitions: [[5, [6, 7]]], labels: [[8, "a"]] });
+  const read = decodeCatalogMarks(before);
+  assert.equal(read.attachments, null);
+  assert.deepEqual(read.partitions, new Map([[5, new Map([[6, 7]])]]));
+  assert.equal(encodeCatalogMarks(read), before, "the same text: no new entry written for them");
+});
+
 test("the same marks listed in another order make the same text (nothing new is written for them)", () => {
-  const one = encodeCatalogMarks({ publication: { publication: 1, members: new Map([[3, 4], [1, 2]]) }, partitions: new Map([[9, new Map([[11, 1], [10, 2]])], [5, new Map()]]), labels: new Map([[8, "b"], [7, "a"]]) });
-  const other = encodeCatalogMarks({ publication: { publication: 1, members: new Map([[1, 2], [3, 4]]) }, partitions: new Map([[5, new Map()], [9, new Map([[10, 2], [11, 1]])]]), labels: new Map([[7, "a"], [8, "b"]]) });
+  const one = encodeCatalogMarks({ publication: { publication: 1, members: new Map([[3, 4], [1, 2]]) }, partitions: new Map([[9, new Map([[11, 1], [10, 2]])], [5, new Map()]]), attachments: null, labels: new Map([[8, "b"], [7, "a"]]) });
+  const other = encodeCatalogMarks({ publication: { publication: 1, members: new Map([[1, 2], [3, 4]]) }, partitions: new Map([[5, new Map()], [9, new Map([[10, 2], [11, 1]])]]), attachments: null, labels: new Map([[7, "a"], [8, "b"]]) });
   assert.equal(one, other);
 });
 
@@ -38,7 +47,7 @@ test("a captured table a look finds out of the publication stays marked out, and
   assert.deepEqual(out.readded, []);
   assert.equal(out.seen?.members.get(16384), OUT_OF_PUBLICATION, "marked out, not forgotten");
   // Stored with the checkpoints as such (a restart in between compares with it too).
-  const stored = decodeCatalogMarks(encodeCatalogMarks({ publication: out.seen, partitions: null, labels: null })).publication;
+  const stored = decodeCatalogMarks(encodeCatalogMarks({ publication: out.seen, partitions: null, attachments: null, labels: null })).publication;
   assert.equal(stored?.members.get(16384), OUT_OF_PUBLICATION);
   const stillOut = compareMemberships(stored, rows([[16390, 16402]]), [16384, 16390]);
   assert.deepEqual(stillOut.readded, []);

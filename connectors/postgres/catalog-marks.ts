@@ -8,6 +8,8 @@
  *   back has a new one; its changes in between never streamed);
  * - `partitions`: each captured partitioned table's leaf partitions and their relfilenodes (an attached partition's
  *   rows, a truncated partition's, are in no change);
+ * - `attachments`: for the same leaves, the sum of the xmins of their pg_inherits rows (a partition detached and
+ *   attached again, changed meanwhile, keeps its relid and relfilenode; not stored before, unknown then);
  * - `labels`: the enum labels the captured tables use, by pg_enum oid (a renamed label changes rows with no change).
  *
  * Each is null when unknown (the first look records it). The source stores what its reactions are settled for: a
@@ -24,16 +26,20 @@ export interface CatalogMarks {
   readonly publication: PublicationMarks | null;
   /** Partitioned table's relid -> its leaf partitions' relid -> relfilenode. */
   readonly partitions: ReadonlyMap<number, ReadonlyMap<number, number>> | null;
+  /** Partitioned table's relid -> its leaf partitions' relid -> the sum of their pg_inherits rows' xmins (LeafPartition.attachment). */
+  readonly attachments: ReadonlyMap<number, ReadonlyMap<number, number>> | null;
   /** pg_enum oid -> label. */
   readonly labels: ReadonlyMap<number, string> | null;
 }
 
-export const NO_MARKS: CatalogMarks = { publication: null, partitions: null, labels: null };
+export const NO_MARKS: CatalogMarks = { publication: null, partitions: null, attachments: null, labels: null };
 
 /** Stored form: relids and oids as numbers, pairs flattened (`[relid, member, relid, member, ...]`). */
 interface Stored {
   readonly publication: [number, number[]] | null;
   readonly partitions: [number, number[]][] | null;
+  /** Left out when unknown: marks without them read as before by an older Sluice, which ignores it anyway. */
+  readonly attachments?: [number, number[]][];
   readonly labels: [number, string][] | null;
 }
 
@@ -43,10 +49,11 @@ const flat = (map: ReadonlyMap<number, number>): number[] => sorted(map).flat();
 
 /** Null when every part is unknown (nothing to store). */
 export function encodeCatalogMarks(marks: CatalogMarks): string | null {
-  if (marks.publication === null && marks.partitions === null && marks.labels === null) return null;
+  if (marks.publication === null && marks.partitions === null && marks.attachments === null && marks.labels === null) return null;
   const stored: Stored = {
     publication: marks.publication === null ? null : [marks.publication.publication, flat(marks.publication.members)],
     partitions: marks.partitions === null ? null : sorted(marks.partitions).map(([root, leaves]) => [root, flat(leaves)]),
+    ...(marks.attachments === null ? {} : { attachments: sorted(marks.attachments).map(([root, leaves]) => [root, flat(leaves)]) }),
     labels: marks.labels === null ? null : sorted(marks.labels),
   };
   return JSON.stringify(stored);
@@ -72,7 +79,12 @@ export function decodeCatalogMarks(text: string | null): CatalogMarks {
   }
   if (typeof parsed !== "object" || parsed === null) return NO_MARKS;
   const stored = parsed as Record<string, unknown>;
-  return { publication: decodePublication(stored["publication"]), partitions: decodePartitions(stored["partitions"]), labels: decodeLabels(stored["labels"]) };
+  return {
+    publication: decodePublication(stored["publication"]),
+    partitions: decodePartitions(stored["partitions"]),
+    attachments: decodePartitions(stored["attachments"]),
+    labels: decodeLabels(stored["labels"]),
+  };
 }
 
 function decodePublication(value: unknown): PublicationMarks | null {

@@ -26,6 +26,11 @@ export interface LeafPartition {
   readonly relid: number;
   /** pg_class.relfilenode: a TRUNCATE of the partition (or a rewrite, VACUUM FULL, CLUSTER) gives it a new one. */
   readonly filenode: number;
+  /**
+   * The sum of the xmins of the pg_inherits rows from the root down to it: a partition (or a partitioned partition
+   * above it) detached and attached again has a new row, its filenode unchanged (also DETACH CONCURRENTLY's first step).
+   */
+  readonly attachment: number;
 }
 
 /** The leaf partitions of each partitioned table given, by its relation id (pg_inherits, which PostgreSQL 10 has). */
@@ -33,17 +38,17 @@ export async function leafPartitions(db: Queryable, roots: readonly TableRef[]):
   const partitioned = roots.filter((t) => t.kind === "p");
   const leaves = new Map<number, LeafPartition[]>(partitioned.map((t) => [t.relid, []]));
   if (partitioned.length === 0) return leaves;
-  const result = await db.query<{ root: string; leaf: string; filenode: string }>(
-    `WITH RECURSIVE tree(root, relid) AS (
-       SELECT r.relid, r.relid FROM unnest($1::oid[]) AS r(relid)
+  const result = await db.query<{ root: string; leaf: string; filenode: string; attachment: string }>(
+    `WITH RECURSIVE tree(root, relid, attachment) AS (
+       SELECT r.relid, r.relid, 0::int8 FROM unnest($1::oid[]) AS r(relid)
        UNION ALL
-       SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
+       SELECT tree.root, i.inhrelid, tree.attachment + i.xmin::text::int8 FROM tree JOIN pg_inherits i ON i.inhparent = tree.relid
      )
-     SELECT tree.root::int8 AS root, tree.relid::int8 AS leaf, c.relfilenode::int8 AS filenode FROM tree JOIN pg_class c ON c.oid = tree.relid
+     SELECT tree.root::int8 AS root, tree.relid::int8 AS leaf, c.relfilenode::int8 AS filenode, tree.attachment AS attachment FROM tree JOIN pg_class c ON c.oid = tree.relid
       WHERE tree.relid <> tree.root AND c.relkind <> 'p'`,
     [partitioned.map((t) => t.relid)],
   );
-  for (const row of result.rows) leaves.get(Number(row.root))?.push({ relid: Number(row.leaf), filenode: Number(row.filenode) });
+  for (const row of result.rows) leaves.get(Number(row.root))?.push({ relid: Number(row.leaf), filenode: Number(row.filenode), attachment: Number(row.attachment) });
   return leaves;
 }
 

@@ -152,3 +152,31 @@ test("a partition detached while the publication leaves out deletes and truncate
     assert.deepEqual(held(fold), new Map([...before, ["4", "written to the root"] as [string, string]].sort((a, b) => Number(a[0]) - Number(b[0]))));
   });
 });
+
+test("a partition detached, changed and attached again between two looks, or while Sluice is stopped: its changes meanwhile reach the sinks", async () => {
+  await partitioned("det_back", ["a", "b"]);
+  const c = newConfig("det_back");
+  const fold = new Fold("det_back");
+  // Same partition, same relfilenode: only its new pg_inherits row tells it was detached meanwhile.
+  const detachedChangedAttached = (v: string) =>
+    admin.query(`BEGIN;
+      ALTER TABLE "${schema}".det_back DETACH PARTITION "${schema}".det_back_b;
+      UPDATE "${schema}".det_back_b SET v = '${v}' WHERE id = 11;
+      DELETE FROM "${schema}".det_back_b WHERE id = 12;
+      INSERT INTO "${schema}".det_back_b VALUES (100, 'b', '${v}');
+      ALTER TABLE "${schema}".det_back ATTACH PARTITION "${schema}".det_back_b FOR VALUES IN ('b');
+      COMMIT`);
+  const checkpoint = await run(c, null, fold, async (state) => {
+    await matchesRoot(state, fold, "det_back", "the initial snapshot");
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    await detachedChangedAttached("while detached");
+    await matchesRoot(state, fold, "det_back", "detached, changed and attached again between two looks");
+    await caughtUp(state);
+  });
+  await admin.query(`DELETE FROM "${schema}".det_back_b WHERE id = 100`);
+  await detachedChangedAttached("while stopped");
+  await run(c, checkpoint, fold, async (state) => {
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await matchesRoot(state, fold, "det_back", "detached, changed and attached again while stopped");
+  });
+});

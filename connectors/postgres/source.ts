@@ -600,7 +600,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         seen: this.seenPartitions,
         list: (known) => leafPartitions(catalog, known),
         attached: (table, partitions) => this.readAttachedPartitions(table, partitions),
-        rewritten: (table, partitions, gone) => this.readRewrittenPartitions(table, partitions, gone),
+        rewritten: (table, partitions, gone, reattached) => this.readRewrittenPartitions(table, partitions, gone, reattached),
       },
       enumLabels: (known) => this.readRenamedEnumLabels(catalog, known),
       looked: () => this.saveMarks(),
@@ -839,18 +839,20 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * Partitions of a captured partitioned table with a new relfilenode: a TRUNCATE of one, which pgoutput does not send
    * when it publishes through the root, so its rows would stay in the sinks; or a rewrite (VACUUM FULL, CLUSTER, an
    * ALTER that rewrites), which keeps them. Or partitions `gone` from it: detached (their rows no longer the root's) or
-   * dropped, which no change in the WAL tells either, so the sinks would keep their rows as the root's for good. Either
-   * way the root is read again whole, and its closing reset removes the rows it no longer has.
+   * dropped, which no change in the WAL tells either, so the sinks would keep their rows as the root's for good. Or
+   * partitions `reattached`: detached and attached again, their changes while detached never streamed. Either way the
+   * root is read again whole, and its closing reset removes the rows it no longer has.
    */
-  private async readRewrittenPartitions(table: TableRef, partitions: readonly number[], gone: readonly number[]): Promise<void> {
+  private async readRewrittenPartitions(table: TableRef, partitions: readonly number[], gone: readonly number[], reattached: readonly number[]): Promise<void> {
     const name = `${table.schema}.${table.table}`;
     const what = [
       ...(partitions.length > 0 ? ["truncated or rewritten (a truncate of a partition is not streamed)"] : []),
       ...(gone.length > 0 ? ["detached or dropped (their rows leave it with no change streamed)"] : []),
+      ...(reattached.length > 0 ? ["detached and attached again (their changes while detached were not streamed)"] : []),
     ].join(", and others ");
-    const fields = { table: name, partitions, ...(gone.length > 0 ? { gone } : {}) };
+    const fields = { table: name, partitions, ...(gone.length > 0 ? { gone } : {}), ...(reattached.length > 0 ? { reattached } : {}) };
     const leftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
-    if (partitions.length === 0 && leftOut.length > 0) {
+    if (partitions.length === 0 && reattached.length === 0 && leftOut.length > 0) {
       // Deletes or truncates left out of the publication keep purged rows in the sinks (often a warehouse's purpose):
       // a partition detached or dropped (pg_partman's retention) is purged rows too.
       this.logger.warn(fields, `partitions of ${name} were detached or dropped: their rows stay in the sinks, as the publication leaves out ${leftOut.join(" and ")}; to remove them, read ${name} again with sluice snapshot --table ${name} --execute`);
@@ -861,7 +863,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       return;
     }
     this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
-    await this.snapshots.request(name, null, partitions.length > 0 ? "partition-rewritten" : "partition-detached");
+    await this.snapshots.request(name, null, partitions.length > 0 ? "partition-rewritten" : gone.length > 0 ? "partition-detached" : "partition-reattached");
   }
 
   /**
@@ -1072,8 +1074,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : NO_MARKS;
       this.readdedPending.clear();
       this.memberships = allTables ? null : (stored.publication ?? (await publicationMemberships(catalog, this.names.publication)));
-      const partitions = stored.partitions ?? new Map([...(await leafPartitions(catalog, tables))].map(([root, leaves]) => [root, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
+      // Attachments stored without their leaves (not written so) are not taken; leaves stored without them (before they
+      // were kept) compare none until the first look records them.
+      const now = stored.partitions === null ? await leafPartitions(catalog, tables) : null;
+      const partitions = stored.partitions ?? new Map([...now!].map(([root, leaves]) => [root, new Map(leaves.map((leaf) => [leaf.relid, leaf.filenode]))]));
+      const attachments = now === null ? stored.attachments : new Map([...now].map(([root, leaves]) => [root, new Map(leaves.map((leaf) => [leaf.relid, leaf.attachment]))]));
       this.seenPartitions.leaves = new Map([...partitions].map(([root, leaves]) => [root, new Map(leaves)]));
+      this.seenPartitions.attachments = attachments === null ? null : new Map([...attachments].map(([root, leaves]) => [root, new Map(leaves)]));
       this.enumLabels.restore(stored.labels);
       // Recorded, not compared (no labels before).
       if (stored.labels === null) await this.enumLabels.renamed(catalog, tables);
@@ -1100,7 +1107,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       for (const [relid, { was }] of this.readdedPending) members.set(relid, was);
       publication = { publication: publication.publication, members };
     }
-    this.layouts.setMarks(encodeCatalogMarks({ publication, partitions: this.seenPartitions.leaves, labels: this.enumLabels.saved() }));
+    this.layouts.setMarks(encodeCatalogMarks({ publication, partitions: this.seenPartitions.leaves, attachments: this.seenPartitions.attachments, labels: this.enumLabels.saved() }));
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */

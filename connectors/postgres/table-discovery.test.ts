@@ -105,7 +105,7 @@ test("a known table gone whose name no listed table has is told vacated once, wi
 test("a partitioned table whose attached partitions fail to be told neither stops the others nor makes them told again", async () => {
   const root = (name: string, relid: number): TableRef => ({ relid, schema: "app", table: name, kind: "p", estimatedRows: -1 });
   const tables = [root("events", 1), root("metrics", 2), root("orders", 3)];
-  let leaves = new Map([[1, [{ relid: 11, filenode: 11 }]], [2, [{ relid: 21, filenode: 21 }]], [3, [{ relid: 31, filenode: 31 }]]]);
+  let leaves = new Map([[1, [{ relid: 11, filenode: 11, attachment: 1 }]], [2, [{ relid: 21, filenode: 21, attachment: 1 }]], [3, [{ relid: 31, filenode: 31, attachment: 1 }]]]);
   const told: string[] = [];
   let failing = true;
   const discovery = new TableDiscovery({
@@ -126,9 +126,9 @@ test("a partitioned table whose attached partitions fail to be told neither stop
   });
   await discovery.look();
   leaves = new Map([
-    [1, [{ relid: 11, filenode: 11 }, { relid: 12, filenode: 12 }]],
-    [2, [{ relid: 21, filenode: 21 }, { relid: 22, filenode: 22 }]],
-    [3, [{ relid: 31, filenode: 31 }, { relid: 32, filenode: 32 }]],
+    [1, [{ relid: 11, filenode: 11, attachment: 1 }, { relid: 12, filenode: 12, attachment: 1 }]],
+    [2, [{ relid: 21, filenode: 21, attachment: 1 }, { relid: 22, filenode: 22, attachment: 1 }]],
+    [3, [{ relid: 31, filenode: 31, attachment: 1 }, { relid: 32, filenode: 32, attachment: 1 }]],
   ]);
   await discovery.look();
   assert.deepEqual(told, ["events 12", "orders 32"], "the tables after the failing one are told too");
@@ -143,7 +143,7 @@ test("a partitioned table whose attached partitions fail to be told neither stop
 
 test("a failing publication check neither stops the look at partitions nor is warned at every look", async () => {
   const root: TableRef = { relid: 1, schema: "app", table: "events", kind: "p", estimatedRows: -1 };
-  let leaves = new Map([[1, [{ relid: 11, filenode: 11 }]]]);
+  let leaves = new Map([[1, [{ relid: 11, filenode: 11, attachment: 1 }]]]);
   const told: string[] = [];
   const lines: Record<string, unknown>[] = [];
   let failing = true;
@@ -166,7 +166,7 @@ test("a failing publication check neither stops the look at partitions nor is wa
     logger: pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }),
   });
   await discovery.look();
-  leaves = new Map([[1, [{ relid: 11, filenode: 11 }, { relid: 12, filenode: 12 }]]]);
+  leaves = new Map([[1, [{ relid: 11, filenode: 11, attachment: 1 }, { relid: 12, filenode: 12, attachment: 1 }]]]);
   await discovery.look();
   assert.deepEqual(told, ["events 12"], "partitions attached are told while the publication check fails");
   assert.equal(checks, 2, "the check is tried again at the next look");
@@ -216,4 +216,36 @@ test("the first look comes a second after the start, then every interval; each l
   } finally {
     mock.timers.reset();
   }
+});
+
+test("a partition detached and attached again (a new pg_inherits row, same relid and relfilenode) is told as reattached; one gone as gone; unknown attachments are not compared", async () => {
+  const root: TableRef = { relid: 1, schema: "app", table: "events", kind: "p", estimatedRows: -1 };
+  let leaves = new Map([[1, [{ relid: 11, filenode: 11, attachment: 500 }, { relid: 12, filenode: 12, attachment: 501 }]]]);
+  const told: string[] = [];
+  const seen = new SeenPartitions();
+  // Marks stored before attachments were kept: leaves known, attachments not.
+  seen.leaves = new Map([[1, new Map([[11, 11], [12, 12]])]]);
+  const discovery = new TableDiscovery({
+    intervalMs: 0,
+    list: async () => [root],
+    known: [root],
+    add: async () => [],
+    partitions: {
+      seen,
+      list: async () => leaves,
+      attached: async (table, partitions) => void told.push(`attached ${partitions.join(",")}`),
+      rewritten: async (table, partitions, gone, reattached) => void told.push(`rewritten ${partitions.join(",")} gone ${gone.join(",")} reattached ${reattached.join(",")}`),
+    },
+    logger: pino({ level: "silent" }),
+  });
+  await discovery.look();
+  assert.deepEqual(told, [], "nothing to compare the attachments with: recorded");
+  leaves = new Map([[1, [{ relid: 11, filenode: 11, attachment: 500 }, { relid: 12, filenode: 12, attachment: 733 }]]]);
+  await discovery.look();
+  assert.deepEqual(told, ["rewritten  gone  reattached 12"]);
+  await discovery.look();
+  assert.equal(told.length, 1, "told once");
+  leaves = new Map([[1, [{ relid: 12, filenode: 12, attachment: 733 }]]]);
+  await discovery.look();
+  assert.deepEqual(told.at(-1), "rewritten  gone 11 reattached ");
 });

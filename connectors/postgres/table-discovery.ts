@@ -37,14 +37,15 @@ export interface TableDiscoveryOptions {
    * those with a new relfilenode: a TRUNCATE of a partition, which pgoutput does not send when it publishes through
    * the root (also VACUUM FULL, CLUSTER or a rewriting ALTER, which keep the rows), and `gone` those no longer
    * partitions of it (DETACH PARTITION, also CONCURRENTLY once done, or a partition dropped: their rows leave the root
-   * with no change in the WAL); it covers the attached ones too.
+   * with no change in the WAL), and `reattached` those detached and attached again since (a new pg_inherits row,
+   * their changes while detached not streamed); it covers the attached ones too.
    */
   readonly partitions?: {
     /** Kept by the source across streams: a discovery made at a reconnect takes up what the last one saw. */
     readonly seen: SeenPartitions;
     readonly list: (known: readonly TableRef[]) => Promise<ReadonlyMap<number, readonly LeafPartition[]>>;
     readonly attached: (table: TableRef, partitions: readonly number[]) => Promise<void>;
-    readonly rewritten: (table: TableRef, partitions: readonly number[], gone: readonly number[]) => Promise<void>;
+    readonly rewritten: (table: TableRef, partitions: readonly number[], gone: readonly number[], reattached: readonly number[]) => Promise<void>;
   };
   /**
    * At every look, the known tables as listed now: the source reads again those whose enum labels were renamed since
@@ -65,6 +66,8 @@ export interface TableDiscoveryOptions {
  */
 export class SeenPartitions {
   leaves: Map<number, Map<number, number>> | null = null;
+  /** Of the same leaves, LeafPartition.attachment; null (or a table or leaf missing) when unknown: not compared. */
+  attachments: Map<number, Map<number, number>> | null = null;
 }
 
 /**
@@ -200,12 +203,17 @@ export class TableDiscovery {
     const now = await partitions.list(known);
     const before = partitions.seen.leaves;
     const seenOf = (relid: number) => new Map((now.get(relid) ?? []).map((leaf) => [leaf.relid, leaf.filenode]));
+    const attachmentsOf = (relid: number) => new Map((now.get(relid) ?? []).map((leaf) => [leaf.relid, leaf.attachment]));
     if (before === null) {
       partitions.seen.leaves = new Map([...now.keys()].map((relid) => [relid, seenOf(relid)]));
+      partitions.seen.attachments = new Map([...now.keys()].map((relid) => [relid, attachmentsOf(relid)]));
       return;
     }
+    const attachedBefore = partitions.seen.attachments;
     const seen = new Map([...before].filter(([relid]) => now.has(relid)));
+    const seenAttachments = new Map([...(attachedBefore ?? [])].filter(([relid]) => now.has(relid)));
     partitions.seen.leaves = seen;
+    partitions.seen.attachments = seenAttachments;
     let failed: Error | null = null;
     for (const table of known) {
       if (!now.has(idOf(table))) continue;
@@ -217,11 +225,16 @@ export class TableDiscovery {
           const attached = leaves.filter((leaf) => !had.has(leaf.relid)).map((leaf) => leaf.relid);
           const present = new Set(leaves.map((leaf) => leaf.relid));
           const gone = [...had.keys()].filter((relid) => !present.has(relid));
-          if (rewritten.length > 0 || gone.length > 0) await partitions.rewritten(table, rewritten, gone);
+          const hadAttachments = attachedBefore?.get(idOf(table));
+          const reattached = leaves
+            .filter((leaf) => had.has(leaf.relid) && !rewritten.includes(leaf.relid) && (hadAttachments?.get(leaf.relid) ?? leaf.attachment) !== leaf.attachment)
+            .map((leaf) => leaf.relid);
+          if (rewritten.length > 0 || gone.length > 0 || reattached.length > 0) await partitions.rewritten(table, rewritten, gone, reattached);
           else if (attached.length > 0) await partitions.attached(table, attached);
         }
         // Only once told: a failure is tried again at the next look.
         seen.set(idOf(table), seenOf(idOf(table)));
+        seenAttachments.set(idOf(table), attachmentsOf(idOf(table)));
       } catch (error) {
         failed ??= new Error(`${nameOf(table)}'s partitions: ${(error as Error).message}`);
       }
