@@ -5,7 +5,10 @@
  * encoded into framed Avro records with the Debezium envelope (AvroChangeEncoder), on one thread.
  * What it leaves out: reading the replication connection, the capture loop, the topic log.
  *
- *   node bench/capture-encode.ts [--changes 200000] [--rounds 3] [--baseline DIR]
+ *   node bench/capture-encode.ts [--changes 200000] [--rounds 3] [--baseline DIR] [--table items|texts]
+ *
+ * --table texts: instead of the capture-drain table, a bigint key and seven text columns (short and
+ * 200-byte ASCII, non-ASCII, 4-byte characters, empty strings; bench/items-workload.ts textRow).
  *
  * --baseline DIR: the same with the modules of another checkout (`git archive <commit> | tar -x -C
  * DIR`, plus a node_modules link), alternating with this one in each round: the before/after
@@ -23,9 +26,12 @@ import type * as ScalarsModule from "../connectors/postgres/values/scalars.ts";
 import type * as ChangeEncoderModule from "../schema-registry/change-encoder.ts";
 import type * as LocalRegistryModule from "../schema-registry/local-registry.ts";
 import type * as LogStoreModule from "../schema-registry/log-store.ts";
-import { COLUMNS, ITEMS_SCHEMA, itemText } from "./items-workload.ts";
+import { COLUMNS as ITEM_COLUMNS, ITEMS_SCHEMA, itemText, TEXT_COLUMNS, TEXTS_SCHEMA, textRow } from "./items-workload.ts";
 
-const { values: args } = parseArgs({ options: { changes: { type: "string", default: "200000" }, rounds: { type: "string", default: "3" }, baseline: { type: "string" } } });
+const { values: args } = parseArgs({ options: { changes: { type: "string", default: "200000" }, rounds: { type: "string", default: "3" }, baseline: { type: "string" }, table: { type: "string", default: "items" } } });
+if (args.table !== "items" && args.table !== "texts") throw new Error(`--table: items or texts, not ${args.table}`);
+const TEXTS = args.table === "texts";
+const COLUMNS = TEXTS ? TEXT_COLUMNS : ITEM_COLUMNS;
 const CHANGES = Number(args.changes);
 const TX = 1000;
 const HERE = resolve(import.meta.dirname, "..");
@@ -45,7 +51,7 @@ function change(kind: "I" | "U", g: number, createdAt: string): Buffer {
   head.writeUInt32BE(1, 1);
   head[5] = 0x4e; // 'N'
   head.writeInt16BE(COLUMNS.length, 6);
-  return Buffer.concat([head, ...itemText(g, kind === "U", createdAt).map(text)]);
+  return Buffer.concat([head, ...(TEXTS ? textRow(g, kind === "U") : itemText(g, kind === "U", createdAt)).map(text)]);
 }
 
 /** The backlog's messages: BEGIN, the transaction's changes, COMMIT, with increasing LSNs. */
@@ -85,7 +91,7 @@ async function run(root: string, messages: readonly WalMessage[]): Promise<numbe
   const { AvroChangeEncoder } = (await import(`${root}/schema-registry/change-encoder.ts`)) as typeof ChangeEncoderModule;
   const { LocalRegistry } = (await import(`${root}/schema-registry/local-registry.ts`)) as typeof LocalRegistryModule;
   const { openMemoryStore } = (await import(`${root}/schema-registry/log-store.ts`)) as typeof LogStoreModule;
-  const schema = ITEMS_SCHEMA;
+  const schema = TEXTS ? TEXTS_SCHEMA : ITEMS_SCHEMA;
   const table = {
     relid: 1,
     kind: "r",

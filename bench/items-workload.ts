@@ -32,3 +32,38 @@ export function itemText(g: number, update: boolean, createdAt: string): string[
   const amount = ((g % 100_000) / 100 + (update ? 1 : 0)).toFixed(2);
   return [String(g), String(g % 1000), `name ${g}`, `user${g}@example.com`, amount, g % 2 === 0 ? "t" : "f", createdAt, (g * 2_654_435_761).toString(16).padStart(32, "0").slice(0, 32)];
 }
+
+/** A text-heavy table (`--table texts` of capture-encode.ts): a bigint key and seven text columns of varied length and script. */
+export const TEXT_COLUMNS: readonly [name: string, oid: number, dbType: string][] = [
+  ["id", 20, "bigint"],
+  ["title", 25, "text"],
+  ["email", 25, "text"],
+  ["body", 25, "text"],
+  ["city", 25, "text"],
+  ["tags", 25, "text"],
+  ["greeting", 25, "text"],
+  ["note", 25, "text"],
+];
+
+export const TEXTS_SCHEMA: TableSchema = {
+  ...ITEMS_SCHEMA,
+  table: "texts",
+  columns: TEXT_COLUMNS.map(([name, , dbType], i) => ({ name, dbType, nullable: i !== 0, ...(i === 0 ? { primaryKeyIndex: 1 } : {}) })),
+};
+
+const CITIES = ["Zürich", "København", "東京", "São Paulo", "Kraków", "Paris"];
+
+/** Row g of the text-heavy table as text; an update changes the title. */
+export function textRow(g: number, update: boolean): string[] {
+  const hex = (g * 2_654_435_761).toString(16).padStart(32, "0");
+  return [
+    String(g),
+    `${update ? "Revised" : "Order"} ${g} for review`,
+    `customer${g}@example.com`,
+    `Line ${g}: ${"the quick brown fox jumps over the lazy dog ".repeat(4)}${hex}`,
+    CITIES[g % CITIES.length]!,
+    `tag-${g % 7},tag-${g % 11},tag-${g % 13},priority-${g % 3}`,
+    g % 5 === 0 ? "Hello 👋 — ça va?" : "hello",
+    g % 4 === 0 ? "" : hex.slice(0, 16),
+  ];
+}
