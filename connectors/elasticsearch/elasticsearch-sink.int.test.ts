@@ -9,6 +9,8 @@ import { createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@elastic/elasticsearch";
+import { HttpFaultProxy } from "../../test/e2e/http-fault-proxy.ts";
+import type { FaultDecision, ProxiedRequest } from "../../test/e2e/http-fault-proxy.ts";
 import { elasticsearch } from "../../test/services/ports.ts";
 import type { ChangeEvent, TableSchema } from "../contracts.ts";
 import { UNCHANGED } from "../contracts.ts";
@@ -858,6 +860,88 @@ describe("Elasticsearch sink specifics", () => {
     } finally {
       await cutSink.close();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  /**
+   * The target's list of indexes answered without the rebuild's index once (the server made it, and the list does not show it
+   * yet): the prepare tried again makes the same generation's index and meets resource_already_exists_exception.
+   */
+  const listedWithout = (target: string, index: string) => {
+    let hidden = false;
+    return (request: ProxiedRequest): FaultDecision | null => {
+      if (hidden || request.method !== "GET" || !/__v(\*|%2A)/i.test(request.url) || !request.url.startsWith(`/${target}`)) return null;
+      hidden = true;
+      return {
+        kind: "rewrite",
+        body: request.body,
+        reply: (status, body) => {
+          if (status !== 200) return body;
+          const indexes = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
+          delete indexes[index];
+          return Buffer.from(JSON.stringify(indexes));
+        },
+      };
+    };
+  };
+
+  test("a rebuild's index made by a prepare whose reply was lost and not yet listed when the prepare is tried again is recognised as its own and taken as the shadow", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    let cut = false;
+    const hide = listedWithout(target, `${target}__v2`);
+    const proxy = await HttpFaultProxy.start(elasticsearch.url, (request) => {
+      if (!cut && request.method === "PUT" && request.url.startsWith(`/${target}__v2`)) {
+        cut = true;
+        return { kind: "cut-after" };
+      }
+      // Only once the create was cut: the try again reads the target's indexes first.
+      return (cut ? hide(request) : null) ?? { kind: "forward" };
+    });
+    const cutSink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: `es_${randomTableName("c")}`, nodes: [proxy.url], bulk_bytes: 5 * 2 ** 20, target: template }), { logger: testLogger(), refresh: true });
+    await cutSink.open(signal());
+    try {
+      assert.deepEqual((await cutSink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      await assert.rejects(cutSink.prepareRebuild(events.schema, signal()), (error: SluiceError) => error.retriable);
+      assert.equal((await admin.indices.exists({ index: `${target}__v2` })).valueOf(), true, "the server made it");
+      // As the rebuild's retry does; the list it reads first does not show __v2.
+      await cutSink.prepareRebuild(events.schema, signal());
+      const marked = Object.keys(await admin.indices.getAlias({ name: rebuildAlias(target), expand_wildcards: "all" }));
+      assert.deepEqual(marked, [`${target}__v2`], "its own index, taken as the shadow");
+      assert.deepEqual((await cutSink.writeRebuild([events.insert(2n, { id: 1, v: "b" })], signal())).failures, []);
+      await cutSink.swap(events.schema, signal());
+      assert.deepEqual(Object.keys(await admin.indices.get({ index: `${target}__v*`, expand_wildcards: "all" })), [`${target}__v2`], "only the rebuilt generation is left");
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["v"]), ["b"]);
+    } finally {
+      await cutSink.close();
+      await proxy.close();
+    }
+  });
+
+  test("an index of a rebuild's name that the sink did not make (not yet listed when it prepares) is refused, and left as it is", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const hide = listedWithout(target, `${target}__v2`);
+    let armed = false;
+    const proxy = await HttpFaultProxy.start(elasticsearch.url, (request) => (armed ? hide(request) : null) ?? { kind: "forward" });
+    const esSink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: `es_${randomTableName("f")}`, nodes: [proxy.url], bulk_bytes: 5 * 2 ** 20, target: template }), { logger: testLogger(), refresh: true });
+    await esSink.open(signal());
+    try {
+      assert.deepEqual((await esSink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      // Another process's rebuild index of the same name (its own mark), under the rebuild alias, holding one document.
+      await admin.indices.create({ index: `${target}__v2`, aliases: { [rebuildAlias(target)]: {} }, mappings: { _meta: { sluice: { target, generation: 2, truncateVersion: "0", columns: [], maker: "another process" } } } });
+      await admin.index({ index: `${target}__v2`, id: "x", document: { note: "theirs" }, refresh: true });
+      armed = true;
+      await assert.rejects(esSink.prepareRebuild(events.schema, signal()), (error: SluiceError) => {
+        assert.equal(error.retriable, false);
+        assert.match(error.message, new RegExp(`index "${target}__v2" cannot be made: Elasticsearch has an index of that name that this rebuild did not make`));
+        return true;
+      });
+      assert.equal((await admin.count({ index: `${target}__v2` })).count, 1, "the other index is left as it is");
+      assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["v"]), ["a"], "the live index serves unchanged");
+    } finally {
+      await esSink.close();
+      await proxy.close();
     }
   });
 

@@ -15,6 +15,7 @@
  * each target the sink made a live index for: a target recorded whose alias is gone was deleted by
  * hand, and its table halts rather than get a new empty index filled from the stored offsets.
  */
+import { randomUUID } from "node:crypto";
 import { Client } from "@elastic/elasticsearch";
 import { currentSecret } from "../../config/secret-files.ts";
 import type { Logger } from "../../runtime/logger.ts";
@@ -95,6 +96,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   readonly #targets = new Map<string, TargetIndexes>();
   /** Per target, the shadow its last swap moved the alias to, until its next prepare: a swap tried again recognises its own move done. */
   readonly #lastSwap = new Map<string, string>();
+  /** This sink process's mark in the `_meta` of the rebuild indexes it makes (EsIndex.maker). */
+  readonly #maker = randomUUID();
   /** Which table each alias is (lower case: tables "Up" and "up" get one name). */
   readonly #claims: TargetClaims;
   /** The targets this sink made a live index for (recorded in `sluice-offsets`, read at open). */
@@ -240,13 +243,29 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         indexes.shadow = null;
       }
       const generation = ++indexes.maxGeneration;
-      const shadow: EsIndex = { physical: physicalName(target, generation), target, role: "shadow", generation, truncateVersion: 0n, columns: columns ?? indexes.live?.columns ?? [], owner: tableIdOf(table) };
-      await this.#idx().create(shadow, signal).catch((error: unknown) => {
+      const shadow: EsIndex = {
+        physical: physicalName(target, generation),
+        target,
+        role: "shadow",
+        generation,
+        truncateVersion: 0n,
+        columns: columns ?? indexes.live?.columns ?? [],
+        owner: tableIdOf(table),
+        maker: this.#maker,
+      };
+      try {
+        await this.#idx().create(shadow, signal);
+      } catch (error) {
         // The server may have made the index (with its rebuild alias) before the reply was lost: the step
         // tried again reads what exists, drops that index and makes the next, never two under the alias.
         this.#targets.delete(target);
-        throw nameTaken(error) ? takenRefusal(shadow, context, error) : error;
-      });
+        if (!alreadyExists(error)) throw nameTaken(error) ? takenRefusal(shadow, context, error) : error;
+        // Made by an earlier try whose reply was lost, and not yet listed when this try read the target: this sink's own, taken as
+        // the shadow. Any other index of that name (another process's rebuild, another tool's) is refused.
+        if (!(await this.#idx().madeBy(shadow.physical, rebuildAlias(target), this.#maker, signal))) throw shadowTaken(shadow, context, error);
+        this.#targets.set(target, indexes);
+        this.#logger.info({ target, shadow: shadow.physical }, "rebuild's index found made by an earlier try of its prepare (its reply lost): taken as the shadow");
+      }
       indexes.shadow = shadow;
       this.#logger.info({ target, shadow: shadow.physical }, "rebuild prepared: writes go to the live index and the shadow");
     });
@@ -1091,6 +1110,14 @@ function takenRefusal(index: EsIndex, context: { sink: string; table: string }, 
     `its ${names} cannot be made: Elasticsearch has an index or alias of that name which is not this table's (another table's target or one of its generations "<target>__v<N>", or another tool's index) (${errorMessage(cause)}); give the sink a target template that tells them apart, or leave one out of its tables`,
     context,
     cause,
+  );
+}
+
+/** A rebuild's index name found taken by an index this process did not make (Elasticsearch's resource_already_exists_exception). */
+function shadowTaken(index: EsIndex, context: { sink: string; table: string }, cause: unknown): SluiceError {
+  return rebuildState(
+    `its rebuild's index "${index.physical}" cannot be made: Elasticsearch has an index of that name that this rebuild did not make (another process's rebuild of the sink, or another tool's index) (${errorMessage(cause)}); nothing of it was changed. Stop the other rebuild, or delete that index if it is no one's, and run the rebuild again`,
+    context,
   );
 }
 

@@ -26,6 +26,8 @@ export interface EsIndex {
   columns: readonly TargetColumn[];
   /** The source table the index was made for (absent in indexes made before Sluice recorded it). */
   readonly owner?: TableId | undefined;
+  /** Which sink process made the index (a rebuild's shadow, in its `_meta`): it knows its own index made by a create whose reply was lost. */
+  readonly maker?: string | undefined;
 }
 
 export interface TargetIndexes {
@@ -41,6 +43,7 @@ interface SluiceMeta {
   readonly truncateVersion: string;
   readonly columns: readonly TargetColumn[];
   readonly table?: TableId;
+  readonly maker?: string;
 }
 
 const REBUILD_SUFFIX = "__rebuild";
@@ -105,7 +108,7 @@ export function indexMappings(index: EsIndex): Record<string, unknown> {
 
 function meta(index: EsIndex): SluiceMeta {
   const owner = index.owner === undefined ? {} : { table: { source: index.owner.source, database: index.owner.database, schema: index.owner.schema, table: index.owner.table } };
-  return { target: index.target, generation: index.generation, truncateVersion: index.truncateVersion.toString(), columns: index.columns, ...owner };
+  return { target: index.target, generation: index.generation, truncateVersion: index.truncateVersion.toString(), columns: index.columns, ...owner, ...(index.maker === undefined ? {} : { maker: index.maker }) };
 }
 
 export class Indices {
@@ -185,6 +188,15 @@ export class Indices {
         { signal },
       ),
     );
+  }
+
+  /** Whether the index exists under the alias with `maker` in its `_meta` (Indices.create wrote it so), read by its name alone. */
+  async madeBy(physical: string, alias: string, maker: string, signal: AbortSignal): Promise<boolean> {
+    const found = (await this.#call("read index", () =>
+      this.#client.indices.get({ index: physical, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
+    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } } }>;
+    const info = found[physical];
+    return info !== undefined && Object.hasOwn(info.aliases ?? {}, alias) && info.mappings?._meta?.sluice?.maker === maker;
   }
 
   async #setRefreshInterval(index: string, interval: string, signal: AbortSignal): Promise<void> {
