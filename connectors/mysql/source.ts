@@ -15,7 +15,7 @@ import type { CapturePhase, CaptureStats, InitialSnapshot, OpenedStream } from "
 import { partitionRowsPlan, tableVersioning, versioningOf } from "./partition-drops.ts";
 import { tableKey } from "./schema/table-definition.ts";
 import type { TableVersioning } from "./partition-drops.ts";
-import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
+import { backfillChangedRows, backfillColumns, backfillRenamed, backfillRolledBackSavepoint, backfillRolledBackXa } from "../common/online-snapshot-runner.ts";
 import { tableMatcher } from "../common/table-patterns.ts";
 import { BinlogStream } from "./binlog-stream.ts";
 import { binlogResetProblem } from "./binlog-reset.ts";
@@ -484,6 +484,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
           : this.partitionRows(table, rowsChanged, at),
       ...(start.preparedXa === undefined ? {} : { preparedXa: start.preparedXa }),
       onXaRolledBack: (xid, tables, at, removable) => this.xaRolledBack(xid, tables, at, removable),
+      onSavepointRolledBack: (tables, at) => backfillRolledBackSavepoint(tables, config.snapshot.mode, (table) => this.queueReread(table, "savepoint-rolled-back", at), logger, at, context),
       logger,
       context,
     });

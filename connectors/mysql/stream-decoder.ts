@@ -36,6 +36,8 @@ import { MAX_PREPARED_XA_WITH_ROWS, newXaRows, noteXaRow } from "./xa-rows.ts";
 import { rowsTooLarge, valueTooLarge } from "./oversized-changes.ts";
 import type { XaRows } from "./xa-rows.ts";
 import type { RowsChange, SchemaTracker } from "./schema/schema-tracker.ts";
+import { applySavepoint, rollBackToSavepoint, savepointStatement } from "./savepoints.ts";
+import type { Savepoint, SavepointStatement } from "./savepoints.ts";
 import type { TableBinding } from "./schema/table-binding.ts";
 import { tableKey, toTableSchema } from "./schema/table-definition.ts";
 import { ZeroDateError } from "./values/column-decoder.ts";
@@ -126,6 +128,11 @@ export interface StreamDecoderOptions {
    * those whose rows are removed by key (a delete of each, at the rollback), for tables that cannot be read again with a reset.
    */
   readonly onXaRolledBack?: (xid: string, tables: readonly string[] | null, at: string, removable: readonly string[]) => Promise<readonly string[] | void> | readonly string[] | void;
+  /**
+   * ROLLBACK TO SAVEPOINT of a transaction whose changes since the savepoint the binlog keeps (it also wrote a
+   * non-transactional table), past the resume point: `tables`, the captured tables it changed since, are read again.
+   */
+  readonly onSavepointRolledBack?: (tables: readonly string[], at: string) => Promise<void> | void;
   /** XA transactions prepared before the start and open there (the checkpoint's preparedXaAt): xid -> the captured tables each changed. */
   readonly preparedXa?: Readonly<Record<string, readonly string[]>>;
   /**
@@ -153,6 +160,8 @@ interface OpenTransaction extends TransactionContext {
   xaRows: XaRows | null;
   /** The event of MariaDB's two-phase ALTER this is, if one. */
   alterPhase: AlterPhase | null;
+  /** Its savepoints in the order set, each with the captured tables changed since (savepoints.ts). */
+  savepoints: Savepoint[];
 }
 
 type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
@@ -431,6 +440,7 @@ export class StreamDecoder {
       thread: null,
       xaRows: null,
       alterPhase: null,
+      savepoints: [],
     };
   }
 
@@ -479,7 +489,9 @@ export class StreamDecoder {
       this.end(end);
       return;
     }
-    if (head.startsWith("XA END") || head.startsWith("SAVEPOINT") || head.startsWith("ROLLBACK TO") || head.startsWith("RELEASE SAVEPOINT")) return;
+    const savepoint = savepointStatement(statement);
+    if (savepoint !== null) return this.savepoint(savepoint, start, end);
+    if (head.startsWith("XA END")) return;
     const phase = this.transaction?.alterPhase;
     if (phase === "start" || phase === "rollback") {
       // MariaDB's two-phase ALTER: the table changes at COMMIT ALTER, which logs the statement again; ROLLBACK ALTER changed nothing.
@@ -518,6 +530,25 @@ export class StreamDecoder {
         throw this.failure(error, null, binlogAt(this.fileIndex, start));
       },
     );
+  }
+
+  /**
+   * SAVEPOINT, ROLLBACK TO, RELEASE SAVEPOINT. The binlog holds the changes a ROLLBACK TO undid only when the transaction
+   * also wrote a non-transactional table (MyISAM, Aria) since the savepoint: the server keeps them then, for a replica to
+   * replay and undo, and they were handed on. Which of them it undid (the transactional tables') the binlog does not say,
+   * so the captured tables changed since the savepoint are read again.
+   */
+  private savepoint(statement: SavepointStatement, start: number, end: number): void | Promise<void> {
+    const transaction = this.transaction;
+    if (transaction === null) return;
+    if (statement.kind !== "rollback") {
+      applySavepoint(transaction.savepoints, statement);
+      return;
+    }
+    const tables = rollBackToSavepoint(transaction.savepoints, statement.name, Object.keys(transaction.tableEventCounts));
+    // One stored before the resume point was taken care of then.
+    if (tables.length === 0 || this.options.onSavepointRolledBack === undefined || this.storedThrough(end)) return;
+    return this.options.onSavepointRolledBack(tables, `${this.file}:${start}`);
   }
 
   /** Remembers the captured tables an XA transaction changed (perhaps none) until it is committed or rolled back. */
@@ -856,8 +887,9 @@ export class StreamDecoder {
 
   /** Counts a change for its transaction's END, unless the data topics leave its operation out; returns whether it counted. */
   private count(transaction: OpenTransaction, schema: TableSchema, op: Op): boolean {
-    if (this.options.skippedOperations?.has(op) === true) return false;
     const table = tableName(schema);
+    for (const savepoint of transaction.savepoints) savepoint.tables.add(table);
+    if (this.options.skippedOperations?.has(op) === true) return false;
     transaction.eventCount += 1;
     transaction.tableEventCounts[table] = (transaction.tableEventCounts[table] ?? 0) + 1;
     return true;
