@@ -59,7 +59,8 @@ export class HttpFaultProxy {
         const body = decision.kind === "rewrite" ? decision.body : proxied.body;
         headers["content-length"] = String(body.length);
         delete headers["transfer-encoding"];
-        const upstream = httpRequest(`${target}${proxied.url}`, { method: proxied.method, headers }, (reply) => {
+        // A connection of its own for each request: a pooled one the server closed while idle would fail the request (ECONNRESET), a fault no test asked for.
+        const upstream = httpRequest(`${target}${proxied.url}`, { method: proxied.method, headers, agent: false }, (reply) => {
           const replyChunks: Buffer[] = [];
           reply.on("data", (chunk: Buffer) => replyChunks.push(chunk));
           reply.on("end", () => {
