@@ -2,7 +2,8 @@
  * An ALTER TABLE that converts a column's values in place (MODIFY to a narrower DECIMAL scale or DATETIME precision,
  * a shorter VARCHAR without strict mode) logs no row event for the rows it changes: the table is read again so the
  * targets get what the server now holds. A redefinition that keeps every value (a wider integer or VARCHAR) reads
- * nothing. On the shared MariaDB, in a database of its own.
+ * nothing. The same migration made by an online schema change tool (a converted copy renamed over the table) reads
+ * the table too. On the shared MariaDB, in a database of its own.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -71,6 +72,36 @@ test("a column whose redefinition rounds or cuts its values reads the table agai
     await admin.query(`UPDATE ${t} SET n = -n WHERE id = 1`);
     await caughtUp(state);
     assert.ok(reads(4), "a widening read nothing");
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});
+
+test("a converted copy renamed over a captured table (pt-online-schema-change, gh-ost) reads the table again", { timeout: 120_000 }, async () => {
+  const fold = new Fold("rates");
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  const r = (table: string) => `\`${database}\`.\`${table}\``;
+  await admin.query(`CREATE TABLE ${r("rates")} (id INT PRIMARY KEY, amount DECIMAL(10,4), n INT)`);
+  await admin.query(`INSERT INTO ${r("rates")} SELECT seq, seq + 0.3456, seq FROM seq_1_to_200`);
+  const reads = (n: number) => [...fold.reads.values()].every((count) => count === n) && fold.reads.size === 200;
+  try {
+    const source = newSource(sourceConfig({ tables: [`${database}.rates`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && reads(1) && noTasks(state));
+
+    // The tool's copy (not captured) gets the rows converted, then takes the table's name.
+    await admin.query(`CREATE TABLE ${r("_rates_new")} (id INT PRIMARY KEY, amount DECIMAL(10,2), n BIGINT)`);
+    await admin.query(`INSERT INTO ${r("_rates_new")} SELECT * FROM ${r("rates")}`);
+    await admin.query(`RENAME TABLE ${r("rates")} TO ${r("_rates_old")}, ${r("_rates_new")} TO ${r("rates")}`);
+    await admin.query(`DROP TABLE ${r("_rates_old")}`);
+    await waitFor("every row read again after the swap", () => reads(2) && noTasks(state), 30_000);
+    await caughtUp(state);
+    const [rows] = await admin.query(`SELECT id, amount, n FROM ${r("rates")} ORDER BY id`);
+    assert.deepEqual([...fold.visible().values()].sort((a, b) => Number(a["id"]) - Number(b["id"])), (rows as Record<string, unknown>[]).map((row) => ({ ...row, n: BigInt(row["n"] as string) })));
   } finally {
     await stopPumps(pumps, opened);
   }

@@ -328,16 +328,27 @@ export class SchemaTracker {
         return { truncated: [], changed };
       case "rename-tables": {
         const knownBefore = new Set(this.knownTables().filter((key) => !this.assumed.has(key)));
+        const definedBefore = new Map([...knownBefore].map((key) => [key, this.definitions.get(key)!]));
         const renamed: { from: string; to: TableName }[] = [];
+        const reread: { table: string; columns: string[] }[] = [];
         for (const { from: source, to } of statement.renames) {
           if (this.isSequence(source)) {
             this.moveSequence(source, to);
             continue;
           }
           await this.move(source, to, query, from, changed);
-          if (this.captured(to.database, to.table) && !knownBefore.has(tableKey(to.database, to.table))) renamed.push({ from: tableKey(source.database, source.table), to });
+          const key = tableKey(to.database, to.table);
+          if (!this.captured(to.database, to.table)) continue;
+          if (!knownBefore.has(key)) renamed.push({ from: tableKey(source.database, source.table), to });
+          else {
+            // A copy renamed over a captured name (pt-online-schema-change, gh-ost): its rows were copied with the
+            // migration's conversions, which no change of the captured name carried.
+            const was = definedBefore.get(key);
+            const now = this.definitions.get(key);
+            if (was !== undefined && now !== undefined) this.noteUnknownValues(was, now, new Set(), new Set(), new Set(), reread);
+          }
         }
-        return { truncated: [], changed, renamed };
+        return { truncated: [], changed, renamed, ...(reread.length > 0 ? { reread } : {}) };
       }
       case "drop-database":
         for (const [key, sequence] of [...this.sequences]) if (sequence.database === statement.database) this.sequences.delete(key);
