@@ -38,7 +38,8 @@ export function partitionRowsPlan(change: RowsChange, mode: PartitionDrops, vers
     return "read-added";
   }
   // The table exchanged with or converted to is not partitioned: it is read as any table whose rows were replaced.
-  if (!change.partitioned || mode === "mirror") return "read-all";
+  // ALTER IGNORE TABLE is no partition operation: partition_drops does not keep the rows it drops.
+  if (!change.partitioned || mode === "mirror" || change.what === "ALTER IGNORE TABLE") return "read-all";
   return removesOnly ? "keep" : "read-added";
 }
 

@@ -117,7 +117,7 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
   }
   if (c.accept("ALTER")) {
     c.accept("ONLINE");
-    c.accept("IGNORE");
+    const ignore = c.accept("IGNORE");
     if (c.accept("SEQUENCE")) {
       c.accept("IF", "EXISTS");
       return { kind: "alter-sequence", sequence: c.qualifiedName(db) };
@@ -125,7 +125,9 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
     if (!c.accept("TABLE")) return { kind: "none" };
     c.accept("IF", "EXISTS");
     const table = c.qualifiedName(db);
-    return { kind: "alter-table", table, actions: alterActions(c, table, options) };
+    const actions = alterActions(c, table, options);
+    // MariaDB's ALTER IGNORE drops the rows a new UNIQUE or PRIMARY key finds duplicated, with no row event.
+    return { kind: "alter-table", table, actions: ignore ? [...actions, { kind: "rows-changed", what: "ALTER IGNORE TABLE", other: null, partitions: null }] : actions };
   }
   if (c.accept("DROP")) {
     if (c.accept("TEMPORARY")) return { kind: "none" };
