@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { comparePositions } from "../contracts.ts";
-import { flushLsnFor, snapshotPosition, throughPosition } from "./positions.ts";
+import { exportedSnapshotMarks, exportedSnapshotProgress, flushLsnFor, isSnapshotIncomplete, MAX_SNAPSHOT_MARKS_CHARS, snapshotIncompleteResume, snapshotPosition, throughPosition } from "./positions.ts";
 
 test("flush LSN: past a complete transaction, at the commit of a partial one", () => {
   assert.equal(flushLsnFor(throughPosition(1000n)), 1001n);
@@ -20,4 +20,16 @@ test("snapshot rows sort after changes they show and before every streamed chang
   assert.equal(comparePositions(snapshot, committedExactlyAtConsistentPoint), -1);
   assert.ok(snapshot.change < inFlightAtSnapshot.change && snapshot.change < committedExactlyAtConsistentPoint.change);
   assert.equal(flushLsnFor(snapshot), consistentPoint);
+});
+
+test("an exported snapshot's checkpoint carries the catalog marks beside its progress, which reads as before; marks over the bound are left out", () => {
+  const progress = { done: ["app.a"], reading: [] };
+  const position = (marks: string | null) => ({ commit: 10n, change: 9n, resume: snapshotIncompleteResume(progress, marks) });
+  const marks = JSON.stringify({ publication: [1, [2, 3]], partitions: null, labels: null });
+  assert.equal(exportedSnapshotMarks(position(marks)), marks);
+  assert.deepEqual(exportedSnapshotProgress(position(marks)), progress);
+  assert.ok(isSnapshotIncomplete(position(marks)));
+  assert.equal(exportedSnapshotMarks(position(null)), null);
+  assert.equal(exportedSnapshotMarks(position("x".repeat(MAX_SNAPSHOT_MARKS_CHARS + 1))), null);
+  assert.equal(exportedSnapshotMarks({ commit: 10n, change: 9n, resume: "snapshot-incomplete" }), null);
 });

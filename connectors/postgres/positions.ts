@@ -52,9 +52,28 @@ export type { ExportedSnapshotProgress };
 
 const PROGRESS_MARK = "\nexported:";
 
-/** Position.resume of a checkpoint taken during an exported snapshot, with its progress. */
-export function snapshotIncompleteResume(progress: ExportedSnapshotProgress): string {
-  return `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}${JSON.stringify(progress)}`;
+/**
+ * The catalog marks (catalog-marks.ts) an exported snapshot's checkpoints carry at most, in characters: they ride in
+ * each of them (the layouts' record, which carries them past the snapshot, is not written before it ends).
+ */
+export const MAX_SNAPSHOT_MARKS_CHARS = 64 * 1024;
+
+/**
+ * Position.resume of a checkpoint taken during an exported snapshot, with its progress and the catalog marks read before
+ * it (a `marks` field of the progress, which an older Sluice ignores), so a start resuming the snapshot compares its
+ * catalog looks with them. Marks over MAX_SNAPSHOT_MARKS_CHARS are left out.
+ */
+export function snapshotIncompleteResume(progress: ExportedSnapshotProgress, marks: string | null = null): string {
+  const carried = marks !== null && marks.length <= MAX_SNAPSHOT_MARKS_CHARS ? { ...progress, marks } : progress;
+  return `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}${JSON.stringify(carried)}`;
+}
+
+/** The catalog marks an incomplete exported snapshot's checkpoint carries (snapshotIncompleteResume); null when none. */
+export function exportedSnapshotMarks(position: Position): string | null {
+  const prefix = `${SNAPSHOT_INCOMPLETE}${PROGRESS_MARK}`;
+  if (position.resume?.startsWith(prefix) !== true) return null;
+  const marks = (JSON.parse(position.resume.slice(prefix.length)) as { marks?: unknown }).marks;
+  return typeof marks === "string" ? marks : null;
 }
 
 /** The progress an incomplete snapshot's checkpoint carries; null for checkpoints without (written before it was kept). */

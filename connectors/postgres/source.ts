@@ -28,7 +28,7 @@ import { oneQueryAtATime } from "./serial-queries.ts";
 import { formatLsn } from "./lsn.ts";
 import { toSluiceError } from "./pg-errors.ts";
 import { endClient } from "./end-client.ts";
-import { flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
+import { exportedSnapshotMarks, flushLsnFor, snapshotIncompleteResume, snapshotPosition } from "./positions.ts";
 import { ExportedSnapshotTracker, resumedSnapshotTasks } from "../common/exported-snapshot-progress.ts";
 import type { TableLeft } from "../common/exported-snapshot-progress.ts";
 import { ReplicationStream } from "./replication-stream.ts";
@@ -59,7 +59,7 @@ import { IncrementalSnapshots } from "./incremental-snapshot.ts";
 import { OnlineSnapshotRequests } from "./online-snapshot-requests.ts";
 import { SignalTable } from "./signal-table.ts";
 import { RelationLayouts } from "./relation-layouts.ts";
-import { compareMemberships, decodeCatalogMarks, encodeCatalogMarks, markedOut, NO_MARKS } from "./catalog-marks.ts";
+import { compareMemberships, decodeCatalogMarks, encodeCatalogMarks, markedOut } from "./catalog-marks.ts";
 import type { CatalogMarks, PublicationMarks } from "./catalog-marks.ts";
 import type { RelationLayout } from "./relation-layouts.ts";
 import { skippedOperations } from "../common/skipped-operations.ts";
@@ -212,6 +212,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   private readonly enumLabels = new EnumLabels();
   /** The publication's membership rows at the last catalog look (readReaddedTables), kept across streams. */
   private memberships: PublicationMarks | null = null;
+  /** The marks as saveMarks last encoded them: an exported snapshot's checkpoints carry them (snapshotIncompleteResume). */
+  private marksText: string | null = null;
   /** Tables found taken out and put back whose read again could not be queued yet (by relid; `was`: the row before), asked for again at each look. */
   private readonly readdedPending = new Map<number, { table: TableRef; member: number; was: number; failures: number }>();
   /**
@@ -381,7 +383,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Streaming without an initial snapshot, the record may lack tables no change has published yet (a checkpoint from
     // before it was kept, snapshot.mode never): they are read from the catalog now (an initial snapshot reads them all).
     if (plan.kind === "stream" || plan.kind === "create-and-stream") await this.seedLayouts(catalog, tables, server.version);
-    await this.takeUpMarks(catalog, plan.kind === "stream", tables, added, locked, publication?.allTables === true);
+    // Resuming an exported snapshot, the marks its checkpoints carry (read before it began): a catalog change made while
+    // it was read or while Sluice was stopped is seen at the first look. The tables this start put back have no backfill
+    // then (nothing is emptied or asked for): the looks compare them too.
+    const snapshotMarks = plan.kind === "resume-snapshot" && from !== null ? exportedSnapshotMarks(from.position) : null;
+    await this.takeUpMarks(catalog, plan.kind === "stream", tables, plan.kind === "resume-snapshot" ? [] : added, locked, publication?.allTables === true, snapshotMarks);
     this.captured = new CapturedTables({
       sourceName: config.name,
       database: server.database,
@@ -521,7 +527,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         batch: (events, finished) => {
           if (finished) return this.batch(events, [], origin.position);
           tracker.handedOn(events);
-          return this.batch(events, [], { ...origin.position, resume: snapshotIncompleteResume(tracker.progress()) });
+          return this.batch(events, [], { ...origin.position, resume: snapshotIncompleteResume(tracker.progress(), this.marksText) });
         },
       };
       this.loop.holdSnapshot(state);
@@ -1069,9 +1075,17 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * each, only then): a change made after them is seen at the first look. The tables start put back in the publication
    * itself (`added`, their rows read by their backfill) are not compared.
    */
-  private async takeUpMarks(catalog: pg.Client, resuming: boolean, tables: readonly TableRef[], added: readonly TableRef[], locked: readonly TableRef[], allTables: boolean): Promise<void> {
+  private async takeUpMarks(
+    catalog: pg.Client,
+    resuming: boolean,
+    tables: readonly TableRef[],
+    added: readonly TableRef[],
+    locked: readonly TableRef[],
+    allTables: boolean,
+    snapshotMarks: string | null,
+  ): Promise<void> {
     if (!(resuming && this.marksTaken)) {
-      const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : NO_MARKS;
+      const stored: CatalogMarks = resuming ? decodeCatalogMarks(this.layouts.restoredMarks()) : decodeCatalogMarks(snapshotMarks);
       this.readdedPending.clear();
       this.memberships = allTables ? null : (stored.publication ?? (await publicationMemberships(catalog, this.names.publication)));
       // Attachments stored without their leaves (not written so) are not taken; leaves stored without them (before they
@@ -1107,7 +1121,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       for (const [relid, { was }] of this.readdedPending) members.set(relid, was);
       publication = { publication: publication.publication, members };
     }
-    this.layouts.setMarks(encodeCatalogMarks({ publication, partitions: this.seenPartitions.leaves, attachments: this.seenPartitions.attachments, labels: this.enumLabels.saved() }));
+    this.marksText = encodeCatalogMarks({ publication, partitions: this.seenPartitions.leaves, attachments: this.seenPartitions.attachments, labels: this.enumLabels.saved() });
+    this.layouts.setMarks(this.marksText);
   }
 
   /** Adds the captured tables the layouts' record lacks, as the catalog shows them now (RelationLayouts.seed). */
