@@ -1,6 +1,7 @@
 /**
  * The ClickHouse HTTP calls the sink makes, over @clickhouse/client, with errors sorted the way
- * the sink acts on them: transient (connection refused, timeouts, too many parts, memory) ->
+ * the sink acts on them: transient (connection refused, timeouts, too many parts, memory, the
+ * server's disk full or read-only) ->
  * retried here with backoff, then ConnectionError; rejected data -> ClickHouseDataError (the sink
  * isolates the rows); anything else -> SluiceError, not retried.
  *
@@ -23,6 +24,7 @@ import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { AUTH_FAILED, errorMessage, TARGET_REPLACED } from "../sinks/errors.ts";
 import type { ClickHouseSinkConfig } from "./config.ts";
+import { refusedPath, storageRefusal } from "./server-storage.ts";
 
 /** Server error codes worth retrying: the same request may succeed later. */
 /** UNKNOWN_DATABASE. */
@@ -187,6 +189,15 @@ export class ClickHouseConnection {
         context: { ...context, url: this.#url },
         cause: error,
       });
+    }
+    const storage = storageRefusal(code, errorMessage(error));
+    if (storage !== null) {
+      // A full or read-only disk on the server lifts once an operator frees space: waited out like an outage, not a stop.
+      const where = refusedPath(errorMessage(error));
+      return new ConnectionError(
+        `ClickHouse ${this.#url} cannot store the sink's writes: ${storage}${where === null ? "" : ` (${where})`}; free space on the ClickHouse server's disk (or make it writable again), the sink retries until it can: error ${code ?? "?"}: ${errorMessage(error).trim()} (${statement})`,
+        { code: "SINK_UNAVAILABLE", context: { ...context, url: this.#url }, cause: error },
+      );
     }
     if (code !== null) {
       const message = `ClickHouse error ${code}: ${errorMessage(error).trim()} (${statement})`;

@@ -1,0 +1,22 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { refusedPath, storageRefusal } from "./server-storage.ts";
+
+// As ClickHouse 18.16 answered an INSERT on a full tmpfs (a probe of the running daemon).
+const enospc =
+  "Code: 75, e.displayText() = DB::ErrnoException: Cannot write to file /srv/ch/data/shop/t__v1/tmp_insert_all_6_6_0/primary.idx, errno: 28, strerror: No space left on device, e.what() = DB::ErrnoException";
+
+test("a full, over-quota or read-only disk on the ClickHouse server is a storage refusal; other write errors and other codes are not", () => {
+  assert.equal(storageRefusal(75, enospc), "its disk is full");
+  assert.equal(storageRefusal(75, enospc.replace("errno: 28, strerror: No space left on device", "errno: 122, strerror: Disk quota exceeded")), "its disk quota is used up");
+  assert.equal(storageRefusal(75, enospc.replace("errno: 28, strerror: No space left on device", "errno: 30, strerror: Read-only file system")), "its disk is read-only");
+  assert.equal(storageRefusal(243, "Code: 243, e.displayText() = DB::Exception: Cannot reserve 1.00 MiB, not enough space"), "its disk is full");
+  assert.equal(storageRefusal(1001, "Code: 1001, e.displayText() = std::exception. Code: 1001, type: std::filesystem::filesystem_error, e.what() = filesystem error: No space left on device"), "its disk is full");
+  assert.equal(storageRefusal(75, enospc.replace("errno: 28, strerror: No space left on device", "errno: 5, strerror: Input/output error")), null, "an I/O error is not waited out");
+  assert.equal(storageRefusal(27, "Code: 27, e.displayText() = DB::Exception: Cannot parse input"), null);
+});
+
+test("the path the server could not write is read from its message", () => {
+  assert.equal(refusedPath(enospc), "/srv/ch/data/shop/t__v1/tmp_insert_all_6_6_0/primary.idx");
+  assert.equal(refusedPath("Code: 243, e.displayText() = DB::Exception: Cannot reserve 1.00 MiB, not enough space"), null);
+});
