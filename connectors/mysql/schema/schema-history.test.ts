@@ -111,6 +111,8 @@ test("a column renamed, dropped and added again under its name, or added with va
   assert.deepEqual(await reread("ALTER TABLE t RENAME COLUMN b TO b2", 500n), [{ table: "d.t", columns: ["b2"] }]);
   assert.deepEqual(await reread("ALTER TABLE t CHANGE b2 b3 BIGINT", 600n), [{ table: "d.t", columns: ["b3"] }]);
   assert.deepEqual(await reread("ALTER TABLE t MODIFY b3 INT, CHANGE n n BIGINT", 700n), [{ table: "d.t", columns: ["b3"] }], "a narrower type may clamp the values; a wider one keeps them");
+  assert.deepEqual(await reread("ALTER TABLE t MODIFY a BIGINT", 710n), [], "the key column widened");
+  assert.deepEqual(await reread("ALTER TABLE t MODIFY a BIGINT NOT NULL", 720n), [], "a key column held no NULL, whatever the last MODIFY said");
   assert.deepEqual(await reread("ALTER TABLE t DROP COLUMN n, ADD COLUMN n INT", 800n), [{ table: "d.t", columns: ["n"] }], "dropped and added in one statement");
   // Added with values the sinks cannot know: generated, an expression default, a literal not carried, NOT NULL's implicit one.
   assert.deepEqual(await reread("ALTER TABLE t ADD COLUMN g INT AS (a * 2) VIRTUAL, ADD COLUMN ts TIMESTAMP DEFAULT CURRENT_TIMESTAMP", 810n), [{ table: "d.t", columns: ["g", "ts"] }]);

@@ -428,7 +428,9 @@ export class SchemaTracker {
     replaced: ReadonlySet<string>,
     reread: { table: string; columns: string[] }[],
   ): void {
-    const before = new Map(current.columns.map((c) => [c.name.toLowerCase(), c]));
+    // A key column holds no NULL, whatever a MODIFY without NOT NULL made the tracked definition say.
+    const key = new Set(current.key.map((k) => k.toLowerCase()));
+    const before = new Map(current.columns.map((c) => [c.name.toLowerCase(), key.has(c.name.toLowerCase()) ? { ...c, nullable: false } : c]));
     const columns = next.columns
       .filter((column) => {
         const lower = column.name.toLowerCase();
