@@ -142,3 +142,19 @@ test("without REPLICATION SLAVE: MYSQL_PRIVILEGE_MISSING naming it, before any s
     assert.ok(error.message.includes("GRANT REPLICATION SLAVE ON *.* TO"), error.message);
   });
 });
+
+test("with only SELECT on the database, the start warns of a table whose foreign key cascades, whose cascaded changes the binlog does not hold", async () => {
+  await admin.query("CREATE TABLE items (id INT PRIMARY KEY, account INT, FOREIGN KEY (account) REFERENCES accounts (id) ON DELETE CASCADE ON UPDATE SET NULL)");
+  await admin.query("CREATE TABLE notes (id INT PRIMARY KEY, account INT, FOREIGN KEY (account) REFERENCES accounts (id))");
+  const warnings: Record<string, unknown>[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => void warnings.push(JSON.parse(line) as Record<string, unknown>) });
+  const source = newSource(userConfig(), { logger });
+  try {
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const named = warnings.filter((w) => String(w["msg"]).includes("MySQL and MariaDB do not log the changes")).map((w) => [w["table"], w["references"], w["actions"]]);
+    assert.deepEqual(named, [[`${database}.items`, `${database}.accounts`, ["ON DELETE CASCADE", "ON UPDATE SET NULL"]]], "items named with its actions; notes (no action) not");
+  } finally {
+    await source.close();
+    await admin.query("DROP TABLE items, notes");
+  }
+});

@@ -22,6 +22,7 @@ import { binlogResetProblem } from "./binlog-reset.ts";
 import { mariadbGtidStateByDump } from "./gtid-state-dump.ts";
 import { binaryLogs, collationRows, currentPosition, databaseCharset, listCatalog, readDefinitions } from "./catalog.ts";
 import { warnKeylessTables } from "./keyless-tables.ts";
+import { warnCascadingKeys } from "./cascading-keys.ts";
 import type { BinlogCoordinates, CapturedTableRef, GtidStateReader, Sql } from "./catalog.ts";
 import { CATALOG_TIMEOUT_MS, catalogSessionSql, connectionOptions } from "./connection-settings.ts";
 import { checkPrivileges } from "./privileges.ts";
@@ -183,6 +184,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     const { tables, sequences } = await listCatalog(sql, matches);
     if (tables.length === 0) logger.warn({ tables: config.tables }, "no existing table matches; tables created later are captured");
     await warnKeylessTables(sql, tables, logger);
+    await warnCascadingKeys(sql, tables, logger);
     this.tracker = new SchemaTracker({
       store: this.history,
       catalog: { readDefinitions: (names) => readDefinitions(sql, names), databaseCharset: (database) => databaseCharset(sql, database) },
