@@ -17,6 +17,8 @@ export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
   bytea_output: "hex",
   lc_monetary: "C",
   client_encoding: "UTF8",
+  // Sluice builds SQL text with quoteLiteral: a server, database or role setting of off must not change how it reads.
+  standard_conforming_strings: "on",
 };
 
 const startupOptions = Object.entries(SESSION_SETTINGS)
@@ -75,7 +77,20 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** A single-quoted SQL literal (standard_conforming_strings on, as since 9.1). */
+/**
+ * A SQL string literal that reads as `text` whatever standard_conforming_strings is: with a backslash in it, an escape
+ * string (E'...', backslashes doubled), as PostgreSQL's quote_literal writes it; with standard_conforming_strings off a
+ * plain '...' would take a backslash as an escape, and a name ending in one would close the string early.
+ */
 export function quoteLiteral(text: string): string {
+  const quoted = text.replaceAll("'", "''");
+  return text.includes("\\") ? `E'${quoted.replaceAll("\\", "\\\\")}'` : `'${quoted}'`;
+}
+
+/**
+ * A string literal of a replication command (START_REPLICATION's options): the walsender's grammar knows no escape
+ * strings and takes backslashes as they are, so only quotes are doubled.
+ */
+export function quoteReplicationLiteral(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }

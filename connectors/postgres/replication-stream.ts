@@ -14,7 +14,7 @@ import { ConnectionError } from "../errors.ts";
 import type { ErrorContext, SluiceError } from "../errors.ts";
 import type { ByteBoundedBuffer } from "../common/byte-bounded-buffer.ts";
 import { StallDetector } from "../common/stall-detector.ts";
-import { quoteIdent, quoteLiteral } from "./connection-settings.ts";
+import { quoteIdent, quoteReplicationLiteral } from "./connection-settings.ts";
 import { epochMsToPostgresMicros, formatLsn } from "./lsn.ts";
 import { isPublicationDropped, publicationDroppedError, toSluiceError } from "./pg-errors.ts";
 import { CopyDataFramer } from "./protocol/copy-data-framer.ts";
@@ -156,7 +156,7 @@ export class ReplicationStream {
       wire.once("replicationStart", () => resolve());
       const command =
         `START_REPLICATION SLOT ${quoteIdent(slot)} LOGICAL ${formatLsn(startLsn)} ` +
-        `(proto_version '1', publication_names ${quoteLiteral(quoteIdent(publication))}, messages 'true')`;
+        `(proto_version '1', publication_names ${quoteReplicationLiteral(quoteIdent(publication))}, messages 'true')`;
       client.query(command).then(
         () => this.fail(new ConnectionError("the server ended the replication stream", { context }), "replication stream ended"),
         (error: unknown) => {

@@ -3,6 +3,7 @@
  * starts. A checkpoint whose slot is gone, lost its WAL or was confirmed beyond the checkpoint
  * is refused (unless snapshot.mode is when-needed), never papered over with a new slot.
  */
+import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { PostgresSourceConfig } from "../../config/schema.ts";
@@ -164,9 +165,19 @@ export function sameTablesStatement(tables: readonly TableRef[]): string {
       const check =
         `BEGIN IF pg_catalog.to_regclass(${quoteLiteral(name)}) IS DISTINCT FROM ${t.relid}::oid::regclass THEN ` +
         `RAISE EXCEPTION USING ERRCODE = ${quoteLiteral(TABLE_REPLACED)}, MESSAGE = ${quoteLiteral(`${t.schema}.${t.table} is no longer the table listed (relation ${t.relid}): dropped and created again`)}; END IF; END`;
-      return `LOCK TABLE ONLY ${name} IN ACCESS SHARE MODE; DO ${quoteLiteral(check)}`;
+      return `LOCK TABLE ONLY ${name} IN ACCESS SHARE MODE; DO ${dollarQuoted(check)}`;
     })
     .join("; ");
+}
+
+/**
+ * `body` dollar-quoted under a tag it does not hold: no second level of string quoting, so the names in the body's own
+ * literals (quoteLiteral) are read once, as written.
+ */
+function dollarQuoted(body: string): string {
+  let tag = "$sluice$";
+  while (body.includes(tag)) tag = `$sluice_${randomBytes(6).toString("hex")}$`;
+  return `${tag}${body}${tag}`;
 }
 
 /**

@@ -294,7 +294,12 @@ test("backfill requests: a sluice.backfill message of this slot asks for the tab
 test("a table named with a newline: its backfill request and the truncate of its name created again are decoded whole", async () => {
   // The messages were lines (slot, table, emptied, relid): public."nl<newline>line" was asked for as public.nl, its rows never read.
   const name = "public.nl\nline";
-  const contentOf = (statement: string) => /'((?:[^']|'')*)'\)$/.exec(statement)![1]!.replaceAll("''", "'");
+  const contentOf = (statement: string) => {
+    // An escape string (E'...') when the content holds a backslash (quoteLiteral): its backslashes are doubled.
+    const [, escaped, quoted] = /(E?)'((?:[^']|'')*)'\)$/.exec(statement)!;
+    const content = quoted!.replaceAll("''", "'");
+    return escaped === "E" ? content.replaceAll("\\\\", "\\") : content;
+  };
   const asked: [string, number | null, bigint | undefined][] = [];
   const truncated: [string, string][] = [];
   const d = new StreamDecoder({
