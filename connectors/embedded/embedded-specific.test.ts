@@ -1,10 +1,10 @@
-/** Behaviour only the embedded log has: leases, compaction, reopening, disk full. */
+/** Behaviour only the embedded log has: leases, compaction, reopening, disk full, a file system turned read-only. */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { after, test } from "node:test";
 import { createLogger } from "../../runtime/logger.ts";
 import type { ProducedRecord } from "../topics/contract.ts";
@@ -224,5 +224,48 @@ test("a sink lease a killed process of this machine left is taken at once; one a
   } finally {
     await holder.kill();
     await log.close();
+  }
+});
+
+/** An ext4 image loop-mounted with errors=remount-ro, and the sysfs file that makes ext4 take an error as if from the disk. */
+function mountFailingExt4(): { mount: string; image: string; trigger: string } | string {
+  if (process.getuid?.() !== 0) return "needs root to loop-mount an ext4 image";
+  const base = mkdtempSync(join(tmpdir(), "sluice-rofs-"));
+  const image = join(base, "fs.img");
+  const mount = join(base, "mnt");
+  try {
+    execFileSync("truncate", ["-s", "16M", image]);
+    execFileSync("mkfs.ext4", ["-q", "-F", image], { stdio: "ignore" });
+    mkdirSync(mount);
+    execFileSync("mount", ["-o", "loop,errors=remount-ro", image, mount], { stdio: "ignore" });
+  } catch {
+    rmSync(base, { recursive: true, force: true });
+    return "loop-mounting an ext4 image was refused";
+  }
+  const device = execFileSync("findmnt", ["-n", "-o", "SOURCE", mount], { encoding: "utf8" }).trim();
+  return { mount, image, trigger: `/sys/fs/ext4/${basename(device)}/trigger_fs_error` };
+}
+
+const failing = mountFailingExt4();
+test("the file system turned read-only under the log (ext4 after a disk error): produce fails naming the read-only file system and what to do", { skip: typeof failing === "string" ? failing : false }, async () => {
+  const { mount, image, trigger } = failing as Exclude<typeof failing, string>;
+  let log: EmbeddedTopicLog | undefined;
+  try {
+    const path = join(mount, "sluice.db");
+    log = EmbeddedTopicLog.open({ path, logger, maintenanceIntervalMs: 0 });
+    await log.createTopic({ name: "t", partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.produce([rec("t", "k", "before")], { source: "s", position: { commit: 1n, change: 1n } });
+    writeFileSync(trigger, "1");
+    const failure = await log.produce([rec("t", "k", "v".repeat(64 * 1024))], { source: "s", position: { commit: 2n, change: 2n } }).then(
+      () => undefined,
+      (error: unknown) => error as Error & { code?: string },
+    );
+    assert.ok(failure, "the write on the read-only file system failed");
+    assert.equal(failure.code, "TOPIC_LOG_READ_ONLY", failure.message);
+    assert.match(failure.message, new RegExp(`embedded topic log ${path}: its file system turned read-only during produce .*mount it writable again, then start Sluice again`));
+  } finally {
+    await log?.close().catch(() => undefined);
+    execFileSync("umount", [mount]);
+    rmSync(dirname(image), { recursive: true, force: true });
   }
 });

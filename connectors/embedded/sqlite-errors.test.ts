@@ -1,11 +1,11 @@
 /** SQLite failures of the embedded log as Sluice errors: lock contention heals (retriable), corruption does not. */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { test } from "node:test";
-import { topicLogError } from "./sqlite-errors.ts";
+import { folderWriteRefusal, topicLogError } from "./sqlite-errors.ts";
 
 test("SQLITE_BUSY (another connection holds the write lock) is retriable TOPIC_LOG_BUSY naming the operation", () => {
   const path = join(mkdtempSync(join(tmpdir(), "sluice-sqlite-busy-")), "log.db");
@@ -40,4 +40,24 @@ test("corruption and I/O errors are not retriable; anything unknown is not eithe
   assert.equal(topicLogError(sqlite(6), "read", "/x").retriable, true, "SQLITE_LOCKED");
   assert.equal(topicLogError(sqlite(13), "produce", "/x").retriable, true, "SQLITE_FULL");
   assert.equal(topicLogError(new TypeError("bad"), "read", "/x").retriable, false);
+});
+
+test("an I/O error where the log's folder refuses new files as a read-only file system names that, and what to do; other I/O errors stay I/O errors", () => {
+  const ioerrWrite = Object.assign(new Error("disk I/O error"), { code: "ERR_SQLITE_ERROR", errcode: 10 | (3 << 8) });
+  const readOnly = topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => "EROFS");
+  assert.deepEqual([readOnly.code, readOnly.retriable], ["TOPIC_LOG_READ_ONLY", false]);
+  assert.match(readOnly.message, /^embedded topic log \/data\/sluice\.db: its file system turned read-only during produce .*Check the disk \(dmesg\), repair it and mount it writable again, then start Sluice again/);
+  assert.equal(topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => undefined).code, "TOPIC_LOG_IO_ERROR");
+  assert.equal(topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => "EACCES").code, "TOPIC_LOG_IO_ERROR");
+});
+
+test("a folder's write check: a writable folder passes and keeps no file behind; a missing one says why", () => {
+  const folder = mkdtempSync(join(tmpdir(), "sluice-write-check-"));
+  try {
+    assert.equal(folderWriteRefusal(folder), undefined);
+    assert.deepEqual(readdirSync(folder), []);
+    assert.equal(folderWriteRefusal(join(folder, "missing")), "ENOENT");
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
 });

@@ -1,3 +1,5 @@
+import { closeSync, openSync, unlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { SluiceError } from "../errors.ts";
 
 const SQLITE_BUSY = 5;
@@ -18,8 +20,24 @@ export function sqliteErrorCode(error: unknown): number | undefined {
   return failure?.code === "ERR_SQLITE_ERROR" && typeof failure.errcode === "number" ? failure.errcode & 0xff : undefined;
 }
 
+/**
+ * The errno of creating a file in `folder` ("EROFS"), or undefined when it can be written. access(2) is not enough:
+ * ext4 turned read-only after disk errors (errors=remount-ro, shown as emergency_ro) still passes W_OK.
+ */
+export function folderWriteRefusal(folder: string): string | undefined {
+  const probe = join(folder, `.sluice-write-check-${process.pid}`);
+  try {
+    closeSync(openSync(probe, "wx"));
+    unlinkSync(probe);
+    return undefined;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === "EEXIST" ? undefined : code;
+  }
+}
+
 /** A SQLite failure as a SluiceError: disk full and lock contention may heal and are retriable; I/O errors and corruption are not. */
-export function topicLogError(error: unknown, operation: string, path: string): SluiceError {
+export function topicLogError(error: unknown, operation: string, path: string, writeRefusal: (folder: string) => string | undefined = folderWriteRefusal): SluiceError {
   if (error instanceof SluiceError) return error;
   const context = { component: "embedded-log", path, operation };
   const message = error instanceof Error ? error.message : String(error);
@@ -33,6 +51,14 @@ export function topicLogError(error: unknown, operation: string, path: string): 
     case SQLITE_NOMEM:
       return new SluiceError(`embedded topic log ${path}: out of memory during ${operation} (${message})`, { code: "TOPIC_LOG_NO_MEMORY", retriable: true, context, cause: error });
     case SQLITE_IOERR:
+      // SQLite says only "disk I/O error"; a file system turned read-only is the common cause, and one an operator can act on.
+      if (writeRefusal(dirname(path)) === "EROFS") {
+        // Not waited out: mending it (fsck, a remount) needs the file closed, which a waiting process would keep open.
+        return new SluiceError(
+          `embedded topic log ${path}: its file system turned read-only during ${operation} (EROFS; Linux does so after disk errors); nothing of it was stored. Check the disk (dmesg), repair it and mount it writable again, then start Sluice again: it goes on from the last stored checkpoint (${message})`,
+          { code: "TOPIC_LOG_READ_ONLY", context, cause: error },
+        );
+      }
       return new SluiceError(`embedded topic log ${path}: I/O error during ${operation} (${message})`, { code: "TOPIC_LOG_IO_ERROR", context, cause: error });
     case SQLITE_CORRUPT:
       return new SluiceError(`embedded topic log ${path} is corrupt (${message}); restore it from a backup or replay from the sources`, { code: "TOPIC_LOG_CORRUPT", context, cause: error });
