@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import pg from "pg";
 import { pino } from "pino";
 import { listTables } from "./catalog.ts";
+import type { TableRef } from "./catalog.ts";
 import { clientConfig } from "./connection-settings.ts";
 import { adminClient, randomName, sourceConfig } from "./int-test-support.ts";
 import { captureNames, ensurePublication } from "./slot-setup.ts";
@@ -22,11 +23,12 @@ before(async () => {
   admin = await adminClient();
   await admin.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.kept (id int PRIMARY KEY); CREATE TABLE ${schema}.listed (id int PRIMARY KEY);
     CREATE TABLE ${schema}.vanished (id int PRIMARY KEY); CREATE TABLE ${schema}.other (id int PRIMARY KEY)`);
+  await admin.query(`CREATE SCHEMA ${schema}_alone; CREATE TABLE ${schema}_alone.listed (id int PRIMARY KEY); CREATE TABLE ${schema}_alone.other (id int PRIMARY KEY)`);
 });
 
 after(async () => {
   for (const p of publications) await admin.query(`DROP PUBLICATION IF EXISTS "${p}"`);
-  await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+  await admin.query(`DROP SCHEMA ${schema} CASCADE; DROP SCHEMA ${schema}_alone CASCADE`);
   await admin.end();
 });
 
@@ -51,6 +53,31 @@ test("a table dropped (and one dropped and created again) between the listing an
     const told = lines.filter((l) => l.msg.includes("the table listed was dropped meanwhile")).map((l) => l.table);
     assert.deepEqual(told.sort(), [`${schema}.listed`, `${schema}.vanished`]);
     assert.ok(!lines.some((l) => l.level >= 40), `nothing warned: ${JSON.stringify(lines)}`);
+  } finally {
+    await catalog.end();
+  }
+});
+
+test("a table dropped and created again under its name between the listing and the ALTER PUBLICATION, alone: the table created again is not added", { timeout: 60_000 }, async () => {
+  const alone = `${schema}_alone`;
+  const config = sourceConfig({ tables: [`${alone}.*`] });
+  const names = captureNames(config);
+  publications.push(names.publication);
+  await admin.query(`CREATE PUBLICATION "${names.publication}" FOR TABLE ${alone}.other`);
+  const catalog = new pg.Client(clientConfig(config, "catalog"));
+  await catalog.connect();
+  const lines: { level: number; msg: string; table?: string }[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  try {
+    const tables = (await listTables(catalog, (s) => s === alone)).filter((t) => t.table !== "other");
+    await admin.query(`DROP TABLE ${alone}.listed; CREATE TABLE ${alone}.listed (id int PRIMARY KEY, created_again boolean)`);
+    const handedBack: TableRef[] = [];
+    const added = await ensurePublication(catalog, config, names, tables, 150000, logger, { source: config.name }, () => false, true, (t) => handedBack.push(...t));
+    assert.deepEqual(added, []);
+    assert.deepEqual(handedBack, [], "the relation listed is gone: nothing to try again");
+    const published = await admin.query<{ tablename: string }>("SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", [names.publication]);
+    assert.deepEqual(published.rows.map((r) => r.tablename), ["other"], "the table created again is not in the publication");
+    assert.deepEqual(lines.filter((l) => l.msg.includes("the table listed was dropped meanwhile")).map((l) => l.table), [`${alone}.listed`]);
   } finally {
     await catalog.end();
   }
