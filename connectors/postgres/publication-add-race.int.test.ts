@@ -24,11 +24,13 @@ before(async () => {
   await admin.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.kept (id int PRIMARY KEY); CREATE TABLE ${schema}.listed (id int PRIMARY KEY);
     CREATE TABLE ${schema}.vanished (id int PRIMARY KEY); CREATE TABLE ${schema}.other (id int PRIMARY KEY)`);
   await admin.query(`CREATE SCHEMA ${schema}_alone; CREATE TABLE ${schema}_alone.listed (id int PRIMARY KEY); CREATE TABLE ${schema}_alone.other (id int PRIMARY KEY)`);
+  await admin.query(`CREATE SCHEMA ${schema}_ren; CREATE TABLE ${schema}_ren.moved (id int PRIMARY KEY); CREATE TABLE ${schema}_ren.swapped (id int PRIMARY KEY);
+    CREATE TABLE ${schema}_ren.swapped_new (id int PRIMARY KEY); CREATE TABLE ${schema}_ren.kept (id int PRIMARY KEY); CREATE TABLE ${schema}_ren.other (id int PRIMARY KEY)`);
 });
 
 after(async () => {
   for (const p of publications) await admin.query(`DROP PUBLICATION IF EXISTS "${p}"`);
-  await admin.query(`DROP SCHEMA ${schema} CASCADE; DROP SCHEMA ${schema}_alone CASCADE`);
+  await admin.query(`DROP SCHEMA ${schema} CASCADE; DROP SCHEMA ${schema}_alone CASCADE; DROP SCHEMA ${schema}_ren CASCADE`);
   await admin.end();
 });
 
@@ -78,6 +80,37 @@ test("a table dropped and created again under its name between the listing and t
     const published = await admin.query<{ tablename: string }>("SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", [names.publication]);
     assert.deepEqual(published.rows.map((r) => r.tablename), ["other"], "the table created again is not in the publication");
     assert.deepEqual(lines.filter((l) => l.msg.includes("the table listed was dropped meanwhile")).map((l) => l.table), [`${alone}.listed`]);
+  } finally {
+    await catalog.end();
+  }
+});
+
+test("a table renamed between the listing and the ALTER PUBLICATION (or swapped with another, as online schema change tools do) is handed back to be tried under its name, not told as dropped", { timeout: 60_000 }, async () => {
+  const ren = `${schema}_ren`;
+  const config = sourceConfig({ tables: [`${ren}.*`] });
+  const names = captureNames(config);
+  publications.push(names.publication);
+  await admin.query(`CREATE PUBLICATION "${names.publication}" FOR TABLE ${ren}.other`);
+  const catalog = new pg.Client(clientConfig(config, "catalog"));
+  await catalog.connect();
+  const lines: { level: number; msg: string; table?: string; now?: string }[] = [];
+  const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  try {
+    const tables = (await listTables(catalog, (s) => s === ren)).filter((t) => t.table === "moved" || t.table === "swapped" || t.table === "kept");
+    // Between the listing and the ALTER: one renamed (the LOCK meets no table: 42P01), one swapped (the name now names another: SLR01).
+    await admin.query(`ALTER TABLE ${ren}.moved RENAME TO moved_away`);
+    await admin.query(`ALTER TABLE ${ren}.swapped RENAME TO swapped_old; ALTER TABLE ${ren}.swapped_new RENAME TO swapped`);
+    const handedBack: [string, string][] = [];
+    const added = await ensurePublication(catalog, config, names, tables, 150000, logger, { source: config.name }, () => false, true, (t, why) => {
+      for (const table of t) handedBack.push([table.table, why]);
+    });
+    assert.deepEqual(added.map((t) => t.table), ["kept"]);
+    assert.deepEqual(handedBack.sort(), [["moved", "renamed"], ["swapped", "renamed"]], "both still there under other names: tried again at the next look");
+    assert.deepEqual(lines.filter((l) => l.msg.includes("dropped meanwhile")), [], "not told as dropped");
+    const told = lines.filter((l) => l.msg.includes("was renamed meanwhile")).map((l) => [l.table, l.now]);
+    assert.deepEqual(told.sort(), [[`${ren}.moved`, `${ren}.moved_away`], [`${ren}.swapped`, `${ren}.swapped_old`]]);
+    const published = await admin.query<{ tablename: string }>("SELECT tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1", [names.publication]);
+    assert.deepEqual(published.rows.map((r) => r.tablename), ["kept", "other"]);
   } finally {
     await catalog.end();
   }

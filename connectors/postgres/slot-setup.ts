@@ -62,7 +62,7 @@ export async function ensurePublication(
   context: ErrorContext,
   emptied: (table: TableRef) => boolean = () => false,
   backfill = false,
-  onLocked: (tables: readonly TableRef[]) => void = () => undefined,
+  onLocked: (tables: readonly TableRef[], why: LeftOut) => void = () => undefined,
 ): Promise<readonly TableRef[]> {
   const existing = await publicationInfo(db, names.publication);
   if (existing === null) {
@@ -198,10 +198,20 @@ const UNDEFINED_TABLE = "42P01";
 const isGone = (code: unknown): boolean => code === TABLE_REPLACED || code === UNDEFINED_TABLE;
 
 /**
- * After an ALTER PUBLICATION of several tables ran into the lock_timeout, or met a table dropped (and maybe created
- * again) since it was listed: each table alone, so one locked for hours keeps only itself out. Those still locked are
- * warned, naming the sessions holding the lock, and handed to `onLocked`. Those gone are left out, said at info: the
- * catalog look that finds a table created again under the name takes it up as a new table.
+ * Why ensurePublication handed tables to `onLocked` to be tried again: "locked", a lock kept the ALTER out past the
+ * lock_timeout (tried again after a while); "renamed", the relation listed is still there under another name or schema
+ * (renamed, or swapped with another table, between the listing and the ALTER): tried again at the next look, which
+ * lists it under its name then.
+ */
+export type LeftOut = "locked" | "renamed";
+
+/**
+ * After an ALTER PUBLICATION of several tables ran into the lock_timeout, or met a table dropped or renamed (and maybe
+ * another created under its name) since it was listed: each table alone, so one locked for hours keeps only itself
+ * out. Those still locked are warned, naming the sessions holding the lock, and handed to `onLocked`. Of those whose
+ * name no longer names the relation listed, the ones whose relation is still there (renamed) are handed to `onLocked`
+ * too; the ones whose relation is gone are left out, said at info: the catalog look that finds a table created again
+ * under the name takes it up as a new table.
  */
 async function addLockable(
   db: Queryable,
@@ -211,11 +221,12 @@ async function addLockable(
   backfill: boolean,
   logger: Logger,
   context: ErrorContext,
-  onLocked: (tables: readonly TableRef[]) => void,
+  onLocked: (tables: readonly TableRef[], why: LeftOut) => void,
   first: { code: unknown; message: string; error: unknown },
 ): Promise<readonly TableRef[]> {
   const added: TableRef[] = [];
   const locked: TableRef[] = [];
+  const unnamed: { table: TableRef; message: string }[] = [];
   let lockError = first;
   for (const table of missing) {
     const failure = missing.length > 1 ? await addTables(db, names, [table], emptied, backfill) : first;
@@ -224,10 +235,7 @@ async function addLockable(
       locked.push(table);
       lockError = failure;
     } else if (isGone(failure.code)) {
-      logger.info(
-        { publication: names.publication, table: `${table.schema}.${table.table}`, relid: table.relid, err: failure.message },
-        `not added to publication "${names.publication}": the table listed was dropped meanwhile (a table created again under its name is taken up as a new table)`,
-      );
+      unnamed.push({ table, message: failure.message });
     } else {
       logger.warn(
         { publication: names.publication, table: `${table.schema}.${table.table}`, err: failure.message },
@@ -236,6 +244,7 @@ async function addLockable(
     }
   }
   if (added.length > 0) logger.info({ publication: names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication; their rows are read by an online snapshot (docs/snapshots.md)");
+  await tellUnnamed(db, names, unnamed, logger, onLocked);
   if (locked.length > 0) {
     const list = locked.map((t) => `${t.schema}.${t.table}`);
     const blocked = await lockedText(db, `adding ${list.join(", ")} to publication "${names.publication}"`, locked, lockError.error);
@@ -243,9 +252,41 @@ async function addLockable(
       { ...context, publication: names.publication, tables: list, code: "PG_LOCK_TIMEOUT" },
       `${blocked}; not captured until it is added: tried again later, the other tables are captured meanwhile (docs/postgres.md#failures-and-reconnects)`,
     );
-    onLocked(locked);
+    onLocked(locked, "locked");
   }
   return added;
+}
+
+/**
+ * Tables whose name no longer named the relation listed when the ALTER ran: a relation still there was renamed (or
+ * swapped with another table) meanwhile and is handed back to be tried under its name at the next look; only one gone
+ * is said to be dropped.
+ */
+async function tellUnnamed(db: Queryable, names: CaptureNames, unnamed: readonly { table: TableRef; message: string }[], logger: Logger, onLocked: (tables: readonly TableRef[], why: LeftOut) => void): Promise<void> {
+  if (unnamed.length === 0) return;
+  const result = await db.query<{ relid: string; name: string }>(
+    "SELECT c.oid::int8::text AS relid, n.nspname || '.' || c.relname AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])",
+    [unnamed.map(({ table }) => table.relid)],
+  );
+  const now = new Map(result.rows.map((r) => [Number(r.relid), r.name]));
+  const renamed: TableRef[] = [];
+  for (const { table, message } of unnamed) {
+    const listed = `${table.schema}.${table.table}`;
+    const name = now.get(table.relid);
+    if (name === undefined) {
+      logger.info(
+        { publication: names.publication, table: listed, relid: table.relid, err: message },
+        `not added to publication "${names.publication}": the table listed was dropped meanwhile (a table created again under its name is taken up as a new table)`,
+      );
+      continue;
+    }
+    renamed.push(table);
+    logger.info(
+      { publication: names.publication, table: listed, relid: table.relid, now: name, err: message },
+      `not added to publication "${names.publication}" yet: the table listed as ${listed} was renamed meanwhile (now ${name}); tried again under its name at the next look`,
+    );
+  }
+  if (renamed.length > 0) onLocked(renamed, "renamed");
 }
 
 /** "doing: canceling statement due to lock timeout (the lock_timeout of the catalog connection): pid 123 (...) holds ShareUpdateExclusiveLock on s.t". */

@@ -361,14 +361,15 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // A table the ALTER cannot lock in time (a long transaction, CREATE INDEX CONCURRENTLY, an anti-wraparound vacuum) is
     // left out while the others are captured, and tried again by the catalog looks (RepublishTries), with a backfill.
     const locked: TableRef[] = [];
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, (tables) => locked.push(...tables));
+    const renamed: TableRef[] = [];
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, (tables, why) => (why === "renamed" ? renamed : locked).push(...tables));
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again,
-    // except those a lock kept out, tried again after a while.
+    // except those a lock kept out, tried again after a while, and those renamed meanwhile, at the first look.
     this.republished.clear();
-    const lockedOut = new Set(locked.map((t) => t.relid));
+    const lockedOut = new Set([...locked, ...renamed].map((t) => t.relid));
     if (!publication?.allTables) for (const t of tables) if (!published.has(`${t.schema}.${t.table}`) && !lockedOut.has(t.relid)) this.republished.markDone(t.relid);
     this.republished.tried(locked, [], Date.now());
     await checkPrivileges(catalog, publication?.allTables ? tables : tables.filter((t) => published.has(`${t.schema}.${t.table}`)), context);
@@ -774,12 +775,16 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     let added: readonly TableRef[] = keyed;
     if (!publication?.allTables) {
       const locked: TableRef[] = [];
-      added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill, (tables) => locked.push(...tables));
+      const renamed: TableRef[] = [];
+      added = await ensurePublication(catalog, this.config, this.names, keyed, this.server?.version ?? 0, this.logger, this.context, emptied, backfill, (tables, why) =>
+        (why === "renamed" ? renamed : locked).push(...tables),
+      );
       // Those it could not add were warned about: not again as taken out of the publication (republish), except those a
-      // lock kept out, tried again after a while.
-      for (const t of keyed) if (!added.includes(t) && !locked.includes(t)) this.republished.markDone(t.relid);
+      // lock kept out, tried again after a while, and those renamed meanwhile, at the next look.
+      const retried = (t: TableRef) => locked.includes(t) || renamed.includes(t);
+      for (const t of keyed) if (!added.includes(t) && !retried(t)) this.republished.markDone(t.relid);
       this.republished.tried(locked, [], Date.now());
-      await this.readAlreadyPublished(catalog, keyed.filter((t) => !added.includes(t) && !locked.includes(t)), emptied, backfill);
+      await this.readAlreadyPublished(catalog, keyed.filter((t) => !added.includes(t) && !retried(t)), emptied, backfill);
     }
     else if (again.length > 0 || backfill) await catalog.query(addedTablesStatement(this.names.slot, keyed, "", emptied, backfill));
     if (!backfill) this.notBackfilled(added);
@@ -940,8 +945,12 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // Their targets are not emptied first (dashboards would go empty for the whole read): the backfill asked for in
     // the ALTER's transaction reads the whole table online, and its closing reset removes the rows deleted meanwhile.
     // Told once it is done. Those ensurePublication could not add (it warned why) are tried again after a while.
-    const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill);
-    this.republished.tried(fresh, added, now);
+    // One renamed between the listing and the ALTER is tried again under its name at the next look.
+    const renamed = new Set<number>();
+    const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill, (tables, why) => {
+      if (why === "renamed") for (const t of tables) renamed.add(t.relid);
+    });
+    this.republished.tried(fresh.filter((t) => !renamed.has(t.relid)), added, now);
     // Put back by Sluice itself, with its backfill: their new memberships are no one else's (those still out stay marked out).
     // A read again still pending for one of them is that backfill's.
     for (const table of added) this.readdedPending.delete(table.relid);
