@@ -1145,6 +1145,13 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     // Before the rest: its message quotes the first error (disk full, out of memory), which a reopen from the cache would not cure.
     if (isDuckDbFatal(error)) return this.#invalidated(error);
     const message = errorMessage(error);
+    // Not waited out: mending the disk (fsck, a remount) needs the file closed, which a waiting sink would keep open.
+    if (READ_ONLY_FS.test(message)) {
+      return new SluiceError(
+        `DuckDB cannot write ${this.#config.path}: its file system turned read-only (EROFS; Linux does so after disk errors). Check the disk (dmesg), repair it and mount it writable again, then start Sluice again: the sink goes on from its stored offsets: ${message.split("\n")[0]}`,
+        { code: "SINK_READ_ONLY", context: { component: "sink", sink: this.name }, cause: error },
+      );
+    }
     if (/^IO Error/.test(message)) {
       return new ConnectionError(`DuckDB I/O error: ${message}`, { code: "SINK_IO", context: { component: "sink", sink: this.name }, cause: error });
     }
@@ -1226,6 +1233,9 @@ function oneLine(message: string): string {
  * default 90% of the free space of the disk holding it): an Out of Memory Error, whether the disk is full or the spill too large.
  */
 const NO_SPILL_ROOM = /failed to offload data block/i;
+
+/** The operating system's words for a write to a file system mounted read-only, or turned so after disk errors (EROFS). */
+const READ_ONLY_FS = /Read-only file system/;
 
 /** The operating system's words for a write that found no room (ENOSPC, EFBIG, EDQUOT). */
 const NO_ROOM = /No space left on device|File too large|Disk quota exceeded/;
