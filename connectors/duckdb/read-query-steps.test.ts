@@ -39,3 +39,14 @@ test("a query on the kept connection parses the user's text only: the SELECT che
     await sink.close();
   }
 });
+
+test("a DATE infinity is answered as infinity, not as DuckDB's last day (sluice query showed PostgreSQL's date 'infinity' as 5881580-07-11)", async () => {
+  const sink = new DuckDbSink(testSinkConfig("duckdb", { name: "dates", path: join(dir, "dates.duckdb") }), { logger: testLogger() });
+  await sink.open(AbortSignal.timeout(30_000));
+  try {
+    const { rows } = await sink.readQuery("SELECT 'infinity'::DATE AS up, '-infinity'::DATE AS down, ['infinity'::DATE, DATE '2024-01-02'] AS list, DATE '5881580-07-10' AS last");
+    assert.deepEqual(rows, [{ up: "infinity", down: "-infinity", list: ["infinity", "2024-01-02"], last: "5881580-07-10" }]);
+  } finally {
+    await sink.close();
+  }
+});

@@ -6,8 +6,8 @@
  * external access (files, extensions) is off with its configuration locked; its answer is
  * streamed and cut at a row and a byte limit, and it is interrupted past a timeout.
  */
-import { JsonDuckDBValueConverter, StatementType } from "@duckdb/node-api";
-import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement } from "@duckdb/node-api";
+import { DuckDBDateValue, DuckDBTypeId, JsonDuckDBValueConverter, StatementType } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement, DuckDBValueConverter, Json } from "@duckdb/node-api";
 import { formatDuration, formatSize } from "../../config/units.ts";
 import { SluiceError } from "../errors.ts";
 import type { ErrorContext } from "../errors.ts";
@@ -242,6 +242,19 @@ interface RowTaker {
   row(row: Record<string, unknown>, json: string): void;
 }
 
+/**
+ * The node API's JSON values, but DATE infinity and -infinity as those words (as it writes a TIMESTAMP's):
+ * it wrote them as DuckDB's last and first days, so PostgreSQL's date 'infinity' showed as 5881580-07-11.
+ * Passed down to the items of lists, structs and maps.
+ */
+const answerValue: DuckDBValueConverter<Json> = (value, type, converter) => {
+  if (type.typeId === DuckDBTypeId.DATE && value instanceof DuckDBDateValue) {
+    if (value.days === DuckDBDateValue.PosInf.days) return "infinity";
+    if (value.days === DuckDBDateValue.NegInf.days) return "-infinity";
+  }
+  return JsonDuckDBValueConverter(value, type, converter);
+};
+
 /** The row loop of readOn and readJsonOn, cut at the limits. */
 async function streamRows(connection: DuckDBConnection, sql: string, limits: ReadQueryLimits, context: ErrorContext, take: RowTaker): Promise<{ columns: string[]; truncated: string | null }> {
   let timedOut = false;
@@ -266,7 +279,7 @@ async function streamRows(connection: DuckDBConnection, sql: string, limits: Rea
           if (rows >= limits.maxRows) {
             return end(`the answer is cut at ${limits.maxRows} rows (the sink's query.max_rows); add a LIMIT or narrow the query`);
           }
-          const values = chunk.convertRowValues(at, JsonDuckDBValueConverter);
+          const values = chunk.convertRowValues(at, answerValue);
           const row = Object.fromEntries(columns.map((name, index) => [name, values[index] ?? null]));
           const json = JSON.stringify(row);
           bytes += Buffer.byteLength(json) + 1;
