@@ -153,6 +153,32 @@ test("a partition detached while the publication leaves out deletes and truncate
   });
 });
 
+test("with a publication that leaves out deletes and truncates, a partition rewritten (VACUUM FULL) or truncated later reads the root again with no reset: the rows kept on purpose stay", async () => {
+  await partitioned("det_keep2", ["a", "b", "c"]);
+  const c = newConfig("det_keep2");
+  const fold = new Fold("det_keep2");
+  await run(c, null, fold, async (state) => {
+    await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert, update', publish_via_partition_root = true)`);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    // Kept on purpose: a partition detached (pg_partman's retention) and a row deleted.
+    await admin.query(`ALTER TABLE "${schema}".det_keep2 DETACH PARTITION "${schema}".det_keep2_b`);
+    await admin.query(`DELETE FROM "${schema}".det_keep2 WHERE id = 2`);
+    await admin.query(`UPDATE "${schema}".det_keep2 SET v = 'changed' WHERE id = 3`);
+    await caughtUp(state);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const kept = new Map([...held(fold)]);
+    assert.deepEqual([...kept.keys()], ["1", "2", "3", "11", "12", "13", "21", "22", "23"]);
+    assert.equal(kept.get("3"), "changed");
+    for (const [statement, readOf] of [[`VACUUM FULL "${schema}".det_keep2_a`, "1"], [`TRUNCATE "${schema}".det_keep2_c`, "1"]] as const) {
+      const readsBefore = fold.reads.get(readOf) ?? 0;
+      await admin.query(statement);
+      await caughtUp(state);
+      await waitFor(`the root read again after ${statement}`, () => (fold.reads.get(readOf) ?? 0) > readsBefore && noTasks(state), 30_000);
+      assert.deepEqual(held(fold), kept, `after ${statement}: the rows kept on purpose stay`);
+    }
+  });
+});
+
 test("a partition detached, changed and attached again between two looks, or while Sluice is stopped: its changes meanwhile reach the sinks", async () => {
   await partitioned("det_back", ["a", "b"]);
   const c = newConfig("det_back");

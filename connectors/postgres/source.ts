@@ -852,7 +852,8 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * ALTER that rewrites), which keeps them. Or partitions `gone` from it: detached (their rows no longer the root's) or
    * dropped, which no change in the WAL tells either, so the sinks would keep their rows as the root's for good. Or
    * partitions `reattached`: detached and attached again, their changes while detached never streamed. Either way the
-   * root is read again whole, and its closing reset removes the rows it no longer has.
+   * root is read again whole, and its closing reset removes the rows it no longer has; but with a publication that leaves
+   * out deletes or truncates (rows kept on purpose) a gone partition's rows are kept, and the root is read with no reset.
    */
   private async readRewrittenPartitions(table: TableRef, partitions: readonly number[], gone: readonly number[], reattached: readonly number[]): Promise<void> {
     const name = `${table.schema}.${table.table}`;
@@ -873,8 +874,20 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is not read again (snapshot.mode never); read it with sluice snapshot --table ${name} --execute`);
       return;
     }
+    const origin = partitions.length > 0 ? "partition-rewritten" : gone.length > 0 ? "partition-detached" : "partition-reattached";
+    if (leftOut.length > 0) {
+      // The closing reset would remove the rows kept on purpose (deleted rows, detached or dropped partitions' rows): the
+      // root is read with no reset (a condition, TRUE, as sluice snapshot --where reads), so a truncated partition's rows stay too.
+      this.logger.warn(
+        fields,
+        `partitions of ${name} were ${what}: ${name} is read again by an online snapshot with no reset, as the publication leaves out ${leftOut.join(" and ")}: ` +
+          `the rows kept on purpose stay in the sinks (a truncated partition's rows too); to remove the rows ${name} no longer has, read it with sluice snapshot --table ${name} --execute`,
+      );
+      await this.snapshots.request(name, "TRUE", origin);
+      return;
+    }
     this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
-    await this.snapshots.request(name, null, partitions.length > 0 ? "partition-rewritten" : gone.length > 0 ? "partition-detached" : "partition-reattached");
+    await this.snapshots.request(name, null, origin);
   }
 
   /**
