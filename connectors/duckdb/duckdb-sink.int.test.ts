@@ -558,6 +558,24 @@ describe("DuckDB sink specifics", () => {
     }
   });
 
+  test("an empty file at the path (left by a first open that found the disk full) is created anew, not refused for ever as no DuckDB database; a non-empty foreign file is still refused", async () => {
+    const own = join(dir, "left-empty.duckdb");
+    writeFileSync(own, "");
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("empty")}`, path: own, target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    } finally {
+      await sink.close();
+    }
+    const foreign = join(dir, "foreign.duckdb");
+    writeFileSync(foreign, "not a database");
+    const other = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("foreign")}`, path: foreign, target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await assert.rejects(other.open(signal()), /not a valid DuckDB database file/);
+    assert.equal(statSync(foreign).size, "not a database".length, "left as it was");
+  });
+
   test("the query endpoint's connection is kept between queries: each sees the writes committed before it, and it answers after a refused, a failed and a timed-out query", async () => {
     const own = join(dir, "kept-reader.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("reader")}`, path: own, target: TARGET_TEMPLATE, query: { max_rows: 1_000_000, max_bytes: 16 * 2 ** 20, timeout: 300 } }), {

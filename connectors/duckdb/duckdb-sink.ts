@@ -8,7 +8,7 @@
  * group of unchanged-TOAST columns) and the consumer offsets. Deletes keep the row as a tombstone
  * with its version, so a replayed older insert cannot bring it back.
  */
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
@@ -180,7 +180,13 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
     this.#lost = null;
     try {
       if (this.#config.path !== ":memory:") mkdirSync(dirname(this.#config.path), { recursive: true });
-      await this.#connect(false);
+      try {
+        await this.#connect(false);
+      } catch (error) {
+        if (!this.#removeEmptyFile(error)) throw error;
+        await this.close();
+        await this.#connect(false);
+      }
       this.#openFailure = null;
     } catch (error) {
       await this.close();
@@ -193,6 +199,22 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       throw failure;
     }
     this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
+  }
+
+  /**
+   * A first open that found the disk full leaves the file created but empty, which DuckDB then refuses for ever ("not a
+   * valid DuckDB database file"), so the sink never started once space was freed. An empty file (and no WAL beside it)
+   * holds nothing: it is removed, for DuckDB to create the database anew. True when it was.
+   */
+  #removeEmptyFile(error: unknown): boolean {
+    const path = this.#config.path;
+    if (path === ":memory:" || !/not a valid DuckDB database file/.test(errorMessage(error))) return false;
+    const size = (file: string) => statSync(file, { throwIfNoEntry: false })?.size;
+    if (size(path) !== 0 || (size(`${path}.wal`) ?? 0) !== 0) return false;
+    rmSync(path);
+    rmSync(`${path}.wal`, { force: true });
+    this.#logger.warn({ path }, "removed an empty DuckDB file (left by a first open that found the disk full): the database is created anew");
+    return true;
   }
 
   /**
