@@ -261,7 +261,7 @@ test("the file system turned read-only under the log (ext4 after a disk error): 
       (error: unknown) => error as Error & { code?: string },
     );
     assert.ok(failure, "the write on the read-only file system failed");
-    assert.equal(failure.code, "TOPIC_LOG_READ_ONLY", failure.message);
+    assert.equal(failure.code, "TOPIC_LOG_FILE_SYSTEM_READ_ONLY", failure.message);
     assert.match(failure.message, new RegExp(`embedded topic log ${path}: its file system turned read-only during produce .*mount it writable again, then start Sluice again`));
   } finally {
     await log?.close().catch(() => undefined);

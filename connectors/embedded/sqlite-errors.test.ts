@@ -45,7 +45,7 @@ test("corruption and I/O errors are not retriable; anything unknown is not eithe
 test("an I/O error where the log's folder refuses new files as a read-only file system names that, and what to do; other I/O errors stay I/O errors", () => {
   const ioerrWrite = Object.assign(new Error("disk I/O error"), { code: "ERR_SQLITE_ERROR", errcode: 10 | (3 << 8) });
   const readOnly = topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => "EROFS");
-  assert.deepEqual([readOnly.code, readOnly.retriable], ["TOPIC_LOG_READ_ONLY", false]);
+  assert.deepEqual([readOnly.code, readOnly.retriable], ["TOPIC_LOG_FILE_SYSTEM_READ_ONLY", false]);
   assert.match(readOnly.message, /^embedded topic log \/data\/sluice\.db: its file system turned read-only during produce .*Check the disk \(dmesg\), repair it and mount it writable again, then start Sluice again/);
   assert.equal(topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => undefined).code, "TOPIC_LOG_IO_ERROR");
   assert.equal(topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => "EACCES").code, "TOPIC_LOG_IO_ERROR");

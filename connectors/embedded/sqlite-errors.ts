@@ -56,7 +56,7 @@ export function topicLogError(error: unknown, operation: string, path: string, w
         // Not waited out: mending it (fsck, a remount) needs the file closed, which a waiting process would keep open.
         return new SluiceError(
           `embedded topic log ${path}: its file system turned read-only during ${operation} (EROFS; Linux does so after disk errors); nothing of it was stored. Check the disk (dmesg), repair it and mount it writable again, then start Sluice again: it goes on from the last stored checkpoint (${message})`,
-          { code: "TOPIC_LOG_READ_ONLY", context, cause: error },
+          { code: "TOPIC_LOG_FILE_SYSTEM_READ_ONLY", context, cause: error },
         );
       }
       return new SluiceError(`embedded topic log ${path}: I/O error during ${operation} (${message})`, { code: "TOPIC_LOG_IO_ERROR", context, cause: error });
