@@ -314,6 +314,33 @@ test("a rolling restart's closed connections read the brokers' socket.request.ma
   await producer.close();
 });
 
+test("a limit found lower by another read (a refusal's re-read, a halted table's retry) while a unit is queued: the unit's dropped request fails it for a record over it, though the read at the drop finds nothing lower", async () => {
+  const kafka = new ScriptedKafka();
+  const closed = () => Object.assign(new Error("Closed connection"), { name: "KafkaJSConnectionClosedError" });
+  const limits: { request?: number } = {};
+  let reads = 0;
+  const { producer } = producerWith(kafka, {
+    lingerMs: 20,
+    batchBytes: 10_000,
+    batchLimitOf: () => limits.request,
+    requestLimit: () => limits.request,
+    // The read at the drop: nothing lower than known any more (the other read took it).
+    onConnectionClosed: async () => (reads++, undefined),
+  });
+  kafka.failures.push(closed(), closed(), closed());
+  const sent = producer.send([{ ...message("t", "big"), size: 900 }]);
+  // While it lingers: the other read finds the brokers' limit lower and tells the producer.
+  limits.request = 300;
+  producer.limitLowered({ was: 100 * 2 ** 20, now: 300, setting: "socket.request.max.bytes of the brokers (1324) less 1024 bytes of request framing" });
+  await assert.rejects(sent, (error: Error & { code?: string; retriable?: boolean }) => error.code === "KAFKA_REQUEST_LIMIT_LOWERED" && error.retriable === true && /socket\.request\.max\.bytes.*halts its table/.test(error.message));
+  assert.equal(reads, 1);
+  // Taken once: a later unit's drop is an outage again (retried), not the lowered limit told before it was queued.
+  kafka.failures.push(closed());
+  await producer.send([message("t", "a")]);
+  assert.deepEqual(values(kafka), ["t:a"]);
+  await producer.close();
+});
+
 test("checkpoints that do not fit beside a record near the request limit go in a request of their own, in the same transaction; without transactions they are cut too", async () => {
   const requestLimit = 1000;
   // The bytes a request carries: its records' and each partition's framing (80 bytes and its topic's name) once.

@@ -139,6 +139,8 @@ interface Unit {
   readonly checkpoints: Map<string, OutgoingMessage>;
   bytes: number;
   readonly waiters: Waiter[];
+  /** The count of limits found lower (BatchingProducer.limitLowered) its failures have taken account of: those since it was queued or last failed. */
+  lowerings: number;
 }
 
 /** Per-record overhead of Kafka's record format beyond key, value and headers (varints, attributes, deltas), rounded up. */
@@ -169,8 +171,9 @@ export class BatchingProducer {
   private fenced: SluiceError | undefined;
   /** When onConnectionClosed was last called (clock), for REQUEST_LIMIT_READ_EVERY_MS. */
   private requestLimitReadAt: number | undefined;
-  /** The brokers' request limit found lower by a read at a dropped request (watchDrops), until the failed delivery takes it. */
-  private droppedLowered: Omit<LoweredLimit, "topic"> | undefined;
+  /** Limits found lower (limitLowered), the latest LOWERINGS_KEPT, each with its count: a unit's failure takes those since its `lowerings`. */
+  private readonly lowerings: { readonly count: number; readonly limit: LoweredLimit | RequestLimitLowered }[] = [];
+  private loweringCount = 0;
   /**
    * Whether a term claimed the id (reregister). An id no term claims is this process's own (a sink
    * process's instance id): a fence there is its own transaction aborted by the broker's timeout (a
@@ -251,7 +254,7 @@ export class BatchingProducer {
     if (this.closing) throw new SluiceError("Kafka topic log is closed", { code: "TOPIC_LOG_CLOSED", context: { component: "kafka" } });
     const failed = checkpoint ? this.failedSources.get(checkpoint.source) : undefined;
     if (failed) throw failedBefore(checkpoint!.source, failed);
-    const unit: Unit = (this.pending ??= { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] });
+    const unit: Unit = (this.pending ??= { messages: [], checkpoints: new Map(), bytes: 0, waiters: [], lowerings: this.loweringCount });
     // Indexed loops here and below: they run once a batch, where a for-of or a spread allocates per message (runtime/arrays.ts).
     for (let m = 0; m < messages.length; m++) {
       const message = messages[m]!;
@@ -346,7 +349,6 @@ export class BatchingProducer {
     // attempt of retry.maxAttempts: a command writing once would otherwise fail with the refusal's wrong advice.
     let uncounted = 0;
     for (let attempt = 0; ; attempt++) {
-      this.droppedLowered = undefined;
       try {
         await this.ensureConnected();
         const written = await this.sendUnit(unit);
@@ -435,45 +437,61 @@ export class BatchingProducer {
   }
 
   /**
-   * The unit's topics whose max.message.bytes is lower than the one its batches were cut within, or was not known
-   * (onMessageTooLarge), as a retriable failure naming them, and whether a record of the unit may be over its new limit;
-   * undefined when none is (the refusal is then final, as before).
+   * A record limit found lower than known, by whichever read (a refusal's or a dropped request's, the brokers' limits read
+   * again before a halted table is retried, ...). A unit queued before it whose request a broker then refuses as too
+   * large or drops is written again within it, or fails as retriable when a record of it is over it (capture's record
+   * check then halts that record's table), rather than refused for good or retried for ever as an outage.
+   */
+  limitLowered(limit: LoweredLimit | RequestLimitLowered): void {
+    this.lowerings.push({ count: ++this.loweringCount, limit });
+    if (this.lowerings.length > LOWERINGS_KEPT) this.lowerings.shift();
+  }
+
+  /** The limits found lower since the unit was queued or last failed (each once); the unit has then taken account of them. */
+  private takeLowerings(unit: Unit): (LoweredLimit | RequestLimitLowered)[] {
+    const since = new Map<string, LoweredLimit | RequestLimitLowered>();
+    for (const { count, limit } of this.lowerings) if (count > unit.lowerings) since.set(`${"topic" in limit ? limit.topic : ""}\u0000${limit.now}`, limit);
+    unit.lowerings = this.loweringCount;
+    return [...since.values()];
+  }
+
+  /**
+   * After a refusal as too large (MESSAGE_TOO_LARGE): the unit's topics' max.message.bytes read again (onMessageTooLarge);
+   * when a limit was found lower since the unit was queued, a retriable failure naming it, and whether a record of the
+   * unit is over its limit now; undefined when none was (the refusal is then final, as before).
    */
   private async limitsLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
-    if (!this.options.onMessageTooLarge) return undefined;
-    const messages = [...unit.messages, ...unit.checkpoints.values()];
-    const topics = [...new Set(messages.map((m) => m.topic))];
-    const lowered = await this.options.onMessageTooLarge(topics).catch((error: unknown) => {
-      this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
-      return [];
-    });
+    const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
+    const answered = this.options.onMessageTooLarge
+      ? await this.options.onMessageTooLarge(topics).catch((error: unknown) => {
+          this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
+          return [];
+        })
+      : [];
+    for (const limit of answered) this.limitLowered(limit);
+    const lowered = this.takeLowerings(unit);
     if (lowered.length === 0) return undefined;
-    const limits = new Map(lowered.map((l) => [l.topic, l.now]));
-    // As messagesOf's check before it works the exact size out: size + 64 is never below a record's framed bytes.
-    const recordOver = messages.some((m) => m.size + 64 > (limits.get(m.topic) ?? Number.POSITIVE_INFINITY));
-    const said = lowered.map((l) => `${l.topic} (${l.was === null ? `${l.now}, not known before` : `lowered from ${l.was} to ${l.now}`}${l.setting === undefined ? "" : `: ${l.setting}`})`).join(", ");
+    const recordOver = this.recordOver(unit, lowered);
     const error = new SluiceError(
-      `Kafka refused a record batch as larger than a topic's record limit (max.message.bytes or segment.bytes), lower than Sluice knew: ${said}; nothing of the batch is acknowledged and it is written again within the limit` +
+      `Kafka refused a record batch as larger than a topic's record limit (max.message.bytes or segment.bytes), lower than Sluice knew: ${lowered.map(saidOf).join(", ")}; nothing of the batch is acknowledged and it is written again within the limit` +
         (recordOver ? " (a change over it halts its table: RECORD_TOO_LARGE)" : ""),
-      { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", topics: lowered.map((l) => l.topic).join(","), brokers: this.options.brokers.join(",") }, cause: failure },
+      { code: "KAFKA_TOPIC_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", topics: lowered.flatMap((l) => ("topic" in l ? [l.topic] : [])).join(","), brokers: this.options.brokers.join(",") }, cause: failure },
     );
     return { error, recordOver };
   }
 
   /**
-   * After a broker closed a delivery's connection: the brokers' socket.request.max.bytes read again (onConnectionClosed)
-   * when now lower than known, as a retriable failure, and whether a record of the unit may be over it; else undefined.
+   * After a broker closed a delivery's connection: the brokers' socket.request.max.bytes read again (onConnectionClosed);
+   * when a limit was found lower since the unit was queued (by this read, the one at the drop, or any other), a retriable
+   * failure, and whether a record of the unit is over its limit now; else undefined (an outage: retried with backoff).
    */
   private async requestLimitLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
-    // Read at the drop itself (watchDrops) when that found it lower; else read now.
     await this.readRequestLimitAfterDrop();
-    const lowered = this.droppedLowered;
-    this.droppedLowered = undefined;
-    if (lowered === undefined) return undefined;
-    const recordOver = [...unit.messages, ...unit.checkpoints.values()].some((m) => m.size + 64 > lowered.now);
+    const lowered = this.takeLowerings(unit);
+    if (lowered.length === 0) return undefined;
+    const recordOver = this.recordOver(unit, lowered);
     const error = new SluiceError(
-      `a Kafka broker closed the connection of a produce request, and the largest request the brokers take is lower than Sluice knew: ${lowered.setting ?? `${lowered.now} bytes`}` +
-        `${lowered.was === null ? "" : ` (was ${lowered.was})`}; nothing of the batch is acknowledged and it is written again in requests within it` +
+      `a Kafka broker closed the connection of a produce request, and the largest request or record Kafka takes is lower than Sluice knew: ${lowered.map(saidOf).join(", ")}; nothing of the batch is acknowledged and it is written again in requests within it` +
         (recordOver ? " (a change over it halts its table: RECORD_TOO_LARGE)" : ""),
       { code: "KAFKA_REQUEST_LIMIT_LOWERED", retriable: true, context: { component: "kafka", operation: "produce", brokers: this.options.brokers.join(",") }, cause: failure },
     );
@@ -481,21 +499,40 @@ export class BatchingProducer {
   }
 
   /**
-   * The brokers' socket.request.max.bytes read again after a broker closed a produce's connection (onConnectionClosed),
-   * kept for the failed delivery when lower than known; whether it was. Every broker's stop in a rolling restart closes
-   * connections: the brokers are described at most once in REQUEST_LIMIT_READ_EVERY_MS.
+   * Whether a record of the unit is over its topic's limit now: the tighter of the topic's and the brokers' request
+   * limit (batchLimitOf), and of the lowered limits just told. As the per-record check before it works the exact size
+   * out: size + 64 is never below a record's framed bytes.
    */
-  private async readRequestLimitAfterDrop(): Promise<boolean> {
-    if (!this.options.onConnectionClosed) return false;
+  private recordOver(unit: Unit, lowered: readonly (LoweredLimit | RequestLimitLowered)[]): boolean {
+    const limits = new Map<string, number>();
+    const limitOf = (topic: string): number => {
+      let limit = limits.get(topic);
+      if (limit === undefined) {
+        limit = this.options.batchLimitOf?.(topic) ?? Number.POSITIVE_INFINITY;
+        for (const l of lowered) if (!("topic" in l) || l.topic === topic) limit = Math.min(limit, l.now);
+        limits.set(topic, limit);
+      }
+      return limit;
+    };
+    return [...unit.messages, ...unit.checkpoints.values()].some((m) => m.size + RECORD_OVERHEAD_BYTES > limitOf(m.topic));
+  }
+
+  /**
+   * The brokers' socket.request.max.bytes read again after a broker closed a produce's connection (onConnectionClosed),
+   * told to limitLowered when lower than known. Every broker's stop in a rolling restart closes connections: the brokers
+   * are described at most once in REQUEST_LIMIT_READ_EVERY_MS.
+   */
+  private async readRequestLimitAfterDrop(): Promise<void> {
+    const read = this.options.onConnectionClosed;
+    if (!read) return;
     const now = this.options.clock?.() ?? performance.now();
-    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return false;
+    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return;
     this.requestLimitReadAt = now;
-    const lowered = await this.options.onConnectionClosed().catch((error: unknown) => {
+    const lowered = await read().catch((error: unknown) => {
       this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
       return undefined;
     });
-    if (lowered !== undefined) this.droppedLowered = lowered;
-    return lowered !== undefined;
+    if (lowered !== undefined) this.limitLowered(lowered);
   }
 
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {
@@ -508,7 +545,7 @@ export class BatchingProducer {
     const { chunks, first } = chunkMessages(unit.messages, this.options.batchBytes, this.options.batchLimitOf, requestLimit === undefined ? undefined : requestLimit - reserved);
     const request = (messages: readonly OutgoingMessage[]) => ({ topicMessages: byTopic(messages), acks: -1, compression: this.options.compression });
     // A request a broker drops ends kafkajs's retries of it when the brokers' limit is now found lower: it is cut again at once.
-    const dropWatch = { onDropped: () => this.readRequestLimitAfterDrop() };
+    const dropWatch = { onDropped: async () => (await this.readRequestLimitAfterDrop(), this.loweringCount > unit.lowerings) };
     // Checkpoints of several sources (long GTID sets each) may themselves need more than one request.
     const checkpointChunks = () => chunkMessages(checkpoints, this.options.batchBytes, this.options.batchLimitOf, requestLimit).chunks;
     if (!this.options.transactionalId) {
@@ -563,7 +600,7 @@ function failedBefore(source: string, cause: Error): SluiceError {
 
 function mergeUnits(units: readonly Unit[]): Unit {
   if (units.length === 1) return units[0]!;
-  const merged: Unit = { messages: [], checkpoints: new Map(), bytes: 0, waiters: [] };
+  const merged: Unit = { messages: [], checkpoints: new Map(), bytes: 0, waiters: [], lowerings: Math.min(...units.map((u) => u.lowerings)) };
   for (const unit of units) {
     pushAll(merged.messages, unit.messages);
     for (const [source, checkpoint] of unit.checkpoints) merged.checkpoints.set(source, checkpoint);
@@ -615,6 +652,18 @@ function sizeOf(messages: readonly OutgoingMessage[]): number {
 
 /** A broker's close of a produce's connection reads the brokers' socket.request.max.bytes again at most this often. */
 export const REQUEST_LIMIT_READ_EVERY_MS = 30_000;
+
+/** How many limits found lower the producer keeps for the units queued before them (a unit takes those since it was queued). */
+const LOWERINGS_KEPT = 64;
+
+/** The brokers' request limit found lower (a LoweredLimit of no topic). */
+export type RequestLimitLowered = Omit<LoweredLimit, "topic">;
+
+function saidOf(limit: LoweredLimit | RequestLimitLowered): string {
+  const change = limit.was === null ? `${limit.now}, not known before` : `lowered from ${limit.was} to ${limit.now}`;
+  const setting = limit.setting === undefined ? "" : `: ${limit.setting}`;
+  return "topic" in limit ? `${limit.topic} (${change}${setting})` : `the brokers' request limit (${change}${setting})`;
+}
 
 /** A produce request holds at most this many times batch_bytes in all (each partition's batch at most batch_bytes). */
 export const REQUEST_BATCHES = 4;

@@ -128,6 +128,46 @@ for (const transactions of [true, false]) {
   });
 }
 
+test("a request limit found lower by a re-read after a refusal (or before a halted table's retry): a queued record over it is refused for its table, not sent alone and dropped for ever", { timeout: 120_000 }, async () => {
+  const topic = `${deployment}.data.reread`;
+  const other = `${deployment}.data.reread-other`;
+  // Produce requests over the broker's limit are held 1 s on their way, so that the re-read lands before the broker drops them.
+  const slowLarge: ISocketFactory = ({ host, port, onConnect }) => {
+    const socket = new Socket();
+    socket.connect({ host, port }, onConnect);
+    const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (Buffer.isBuffer(chunk) && chunk.length >= 6 && chunk.readInt16BE(4) === 0 && chunk.readInt32BE(0) > 300_000) {
+        setTimeout(() => write(chunk, ...rest), 1000);
+        return true;
+      }
+      return write(chunk, ...rest);
+    }) as typeof socket.write;
+    return socket;
+  };
+  const log = await KafkaTopicLog.open({ config: testKafkaConfig({ brokers: kafka.brokers, transactions: false }), deployment, logger, socketFactory: slowLarge });
+  try {
+    await log.createTopic({ name: topic, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    await log.createTopic({ name: other, partitions: 1, retentionMs: null, retentionBytes: null, compacted: false });
+    Reflect.set(log, "requestLimit", requestRecordLimit(100 * 2 ** 20));
+    const produced = log.produce([record(topic, "big", 400_000)]).then(() => "written", (error: unknown) => error as Error & { code?: string });
+    // The refusal's re-read (or a halted table's retry) reads the brokers' limit too: it finds it lower, and answers no topic lowered.
+    assert.deepEqual(await log.readRecordLimitsAgain([topic]), []);
+    assert.equal(log.maxRecordBytes(topic), 300_000 - 1024);
+    // Before, the producer never learnt of it: the record went alone in request after request, each dropped, and every
+    // table's capture waited behind it. A guard, not a timing: it settles within a few seconds.
+    const outcome = await Promise.race([produced, new Promise<string>((resolve) => setTimeout(() => resolve("still pending"), 60_000).unref())]);
+    assert.ok(outcome instanceof Error, `the produce is ${String(outcome)}`);
+    assert.equal(outcome.code, "KAFKA_REQUEST_LIMIT_LOWERED");
+    assert.match(outcome.message, /socket\.request\.max\.bytes.*halts its table/);
+    // The record's writer writes again, and the per-record check refuses it for its table alone; the others go on.
+    await assert.rejects(log.produce([record(topic, "big", 400_000)]), { code: "RECORD_TOO_LARGE" });
+    await log.produce([record(other, "small", 1000)]);
+  } finally {
+    await log.close();
+  }
+});
+
 test("a topic Sluice creates where the brokers' log.segment.bytes is below its max.message.bytes sets a segment.bytes that takes it, within retention.bytes", { timeout: 60_000 }, async () => {
   const log = await KafkaTopicLog.open({ config: testKafkaConfig({ brokers: kafka.brokers, transactions: true }), deployment, logger });
   const admin = new kafkajs.Kafka({ brokers: kafka.brokers, logLevel: kafkajs.logLevel.NOTHING }).admin();

@@ -41,7 +41,7 @@ import { assertSameLayout, RECORD_TOO_LARGE, recordBytes, validateSpec } from ".
 import { BatchingProducer, RECORD_OVERHEAD_BYTES, timestampWindowOf, tooOld } from "./batching-producer.ts";
 import { commitNotVisibleError } from "./commit-not-visible.ts";
 import { setGroupOffsets } from "./group-offsets.ts";
-import type { LoweredLimit, OutgoingMessage, WrittenOffset } from "./batching-producer.ts";
+import type { LoweredLimit, OutgoingMessage, RequestLimitLowered, WrittenOffset } from "./batching-producer.ts";
 import { compressionType } from "./compression.ts";
 import { BROKER_LIMIT_CONFIGS, brokerLimitsOf, describedRecordLimit, ownRecordLimit, raisedConfigValue, requestRecordLimit, tighter } from "./record-limits.ts";
 import type { BrokerLimits } from "./record-limits.ts";
@@ -696,9 +696,19 @@ export class KafkaTopicLog implements TopicLog {
       if (now === undefined) continue;
       const was = this.recordLimits.get(topic)?.bytes ?? null;
       this.recordLimits.set(topic, now);
-      if (was === null || now.bytes < was) lowered.push({ topic, was, now: now.bytes, setting: now.setting });
+      if (was === null || now.bytes < was) lowered.push(this.foundLower({ topic, was, now: now.bytes, setting: now.setting }));
     }
     return lowered;
+  }
+
+  /**
+   * Every limit a read finds lower than known is told to the producer here, whichever read found it (a refusal's, a
+   * dropped request's, a halted table's retry): a record queued before it and over it is then refused for its table,
+   * not sent alone and dropped for ever (a later read finds nothing lower).
+   */
+  private foundLower<T extends LoweredLimit | RequestLimitLowered>(limit: T): T {
+    this.producer?.limitLowered(limit);
+    return limit;
   }
 
   /**
@@ -709,7 +719,7 @@ export class KafkaTopicLog implements TopicLog {
    * take theirs. Best effort: brokers that do not describe their configs to this user (no DESCRIBE_CONFIGS on the
    * cluster) leave them unknown.
    */
-  async readRequestLimit(): Promise<Omit<LoweredLimit, "topic"> | undefined> {
+  async readRequestLimit(): Promise<RequestLimitLowered | undefined> {
     let smallest: number | undefined;
     try {
       const { brokers } = await this.request(() => this.admin.describeCluster());
@@ -730,7 +740,7 @@ export class KafkaTopicLog implements TopicLog {
     if (smallest === undefined) return undefined;
     const was = this.requestLimit?.bytes ?? null;
     this.requestLimit = requestRecordLimit(smallest);
-    return was === null || this.requestLimit.bytes < was ? { was, now: this.requestLimit.bytes, setting: this.requestLimit.setting } : undefined;
+    return was === null || this.requestLimit.bytes < was ? this.foundLower({ was, now: this.requestLimit.bytes, setting: this.requestLimit.setting }) : undefined;
   }
 
   /** Kafka refused a batch of `topics` for its timestamps: how old a record each of them takes, read again. */
