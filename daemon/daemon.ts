@@ -190,6 +190,8 @@ export class Daemon {
   private readonly writeLogLine: (line: string) => void;
   private readonly captureStop = new AbortController();
   private log: TopicLog | null = null;
+  /** Why the topic log could not be opened yet (the embedded log's disk full at the first start), for /readyz. */
+  private logOpenWaiting: string | null = null;
   /** The built-in registry the HTTP API serves: the one opened at start, then each capture term's (which registers the capture's schemas). */
   private servedRegistry: LocalRegistry | null = null;
   /** Whether the served registry is the one this process's capture registers into: then it is current and never reloaded. */
@@ -324,7 +326,12 @@ export class Daemon {
     // Standby capture and sink-only processes register no transactional id until they write, so they never fence the leading capture.
     const writer = capturing ? captureWriter(this.config, this.selection) : `instance.${this.instanceId.replace(/[^A-Za-z0-9._-]/g, "_")}`;
     const readerLimits = this.memory.mainReader;
-    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, { lazyProducer: this.config.topics.kind === "kafka", lostTopics: lostTopicPolicyOf(this.config, this.acceptLostTopics), ...(readerLimits ? { readerLimits } : {}) });
+    this.log = await openTopicLog(this.config.topics, this.config.name, this.logger, this.captureStop.signal, writer, {
+      lazyProducer: this.config.topics.kind === "kafka",
+      lostTopics: lostTopicPolicyOf(this.config, this.acceptLostTopics),
+      ...(readerLimits ? { readerLimits } : {}),
+      onWaiting: (why) => (this.logOpenWaiting = why),
+    });
     // A data topic deleted while capture wrote and created again: its table is read again (recreated-topics.ts).
     this.log.onTopicRecreated?.((topic) => void this.recreatedTopics.recreated(topic));
     // The capture lease's group join overlaps the rest of the start: a broker makes a group with no
@@ -800,7 +807,7 @@ export class Daemon {
     const log = this.log?.ready() ?? false;
     const ready = this.started && log && Object.values(sources).every(Boolean) && Object.values(sinks).every(Boolean);
     const waiting: Record<string, string> = {};
-    if (!log) waiting["topics"] = this.log ? (logWaitingFor(this.log) ?? `the ${this.config.topics.kind} topic log is not available`) : "the topic log is not open yet";
+    if (!log) waiting["topics"] = this.log ? (logWaitingFor(this.log) ?? `the ${this.config.topics.kind} topic log is not available`) : (this.logOpenWaiting ?? "the topic log is not open yet");
     for (const capture of this.captures) if (!sources[capture.name]) waiting[`source ${capture.name}`] = capture.pipeline.waitingFor() ?? "connecting";
     for (const sink of this.sinks) if (!sinks[sink.name]) waiting[`sink ${sink.name}`] = sink.thread.waitingFor() ?? "starting";
     return { ready, log, capture, sources, sinks, waiting };

@@ -6,6 +6,13 @@ import type { KafkaReaderLimits } from "../kafka/kafka-consumer.ts";
 import type { LostTopicPolicy } from "../kafka/lost-internal-topics.ts";
 import { dataCheckDeadLetterTopic, dataTopicPrefix, parkingTopicOf, sinkDeadLetterTopic } from "./names.ts";
 import type { TopicLog } from "./contract.ts";
+import { isRetriable } from "../errors.ts";
+import { sleep } from "../../runtime/backoff.ts";
+
+/** The longest wait between two tries to open the embedded log, as capture's between two produce tries. */
+const EMBEDDED_OPEN_MAX_DELAY_MS = 30_000;
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /**
  * Opens the deployment's topic log as configured: the embedded log file, or a Kafka cluster
@@ -13,11 +20,31 @@ import type { TopicLog } from "./contract.ts";
  * deployment (e.g. a sink thread) so its Kafka transactional id does not fence the first's.
  * For `sluice run` only: operator commands use openTopicLogForCommand.
  */
-export async function openTopicLog(config: TopicsConfig, deployment: string, logger: Logger, signal?: AbortSignal, writer?: string, options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits; lostTopics?: LostTopicPolicy } = {}): Promise<TopicLog> {
+export async function openTopicLog(
+  config: TopicsConfig,
+  deployment: string,
+  logger: Logger,
+  signal?: AbortSignal,
+  writer?: string,
+  options: { lazyProducer?: boolean; readerLimits?: KafkaReaderLimits; lostTopics?: LostTopicPolicy; onWaiting?: (why: string | null) => void } = {},
+): Promise<TopicLog> {
   if (config.kind === "embedded") {
     // Loaded on demand, like Kafka's: a Kafka deployment never loads the embedded log (node:sqlite and its modules).
     const { EmbeddedTopicLog, embeddedOptionsFromConfig } = await import("../embedded/embedded-log.ts");
-    return EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger, deployment));
+    // A disk full (or the file locked) when the log is first created is waited out like a full disk later on, not a failed start.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const log = EmbeddedTopicLog.open(embeddedOptionsFromConfig(config, logger, deployment));
+        options.onWaiting?.(null);
+        return log;
+      } catch (error) {
+        if (!isRetriable(error) || signal?.aborted) throw error;
+        const delayMs = Math.min(EMBEDDED_OPEN_MAX_DELAY_MS, 500 * 2 ** Math.min(attempt - 1, 10));
+        options.onWaiting?.(errorText(error));
+        logger.warn({ err: errorText(error), attempt, delayMs }, "opening the embedded topic log failed; retrying");
+        await sleep(delayMs, signal);
+      }
+    }
   }
   // Loaded on demand: an embedded deployment never loads kafkajs.
   const { KafkaTopicLog } = await import("../kafka/kafka-log.ts");
