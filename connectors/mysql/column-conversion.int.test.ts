@@ -133,3 +133,30 @@ test("ALTER IGNORE TABLE adding a UNIQUE key reads the table again: the duplicat
     await stopPumps(pumps, opened);
   }
 });
+
+test("a gbk VARCHAR shrunk to TINYTEXT (255 bytes, 127 gbk characters) without strict mode reads the table again", { timeout: 120_000 }, async () => {
+  const fold = new Fold("gbk_notes");
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  const g = `\`${database}\`.\`gbk_notes\``;
+  await admin.query(`CREATE TABLE ${g} (id INT PRIMARY KEY, s VARCHAR(200) CHARACTER SET gbk)`);
+  await admin.query(`INSERT INTO ${g} SELECT seq, REPEAT('中', 100 + seq) FROM seq_1_to_50`);
+  const reads = (n: number) => [...fold.reads.values()].every((count) => count === n) && fold.reads.size === 50;
+  try {
+    const source = newSource(sourceConfig({ tables: [`${database}.gbk_notes`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 500 }));
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const state = pump(source, [fold]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && reads(1) && noTasks(state));
+
+    await admin.query(`SET SESSION sql_mode = ''; ALTER TABLE ${g} MODIFY s TINYTEXT CHARACTER SET gbk; SET SESSION sql_mode = DEFAULT`);
+    await waitFor("every row read again after the cut", () => reads(2) && noTasks(state), 30_000);
+    await caughtUp(state);
+    const [rows] = await admin.query(`SELECT id, s FROM ${g} ORDER BY id`);
+    assert.equal((rows as { s: string }[])[49]!.s.length, 127, "the server cut the values");
+    assert.deepEqual([...fold.visible().values()].sort((a, b) => Number(a["id"]) - Number(b["id"])), rows);
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});

@@ -6,6 +6,7 @@
  * a DATETIME takes the session's time zone. Rows not changed since then keep their old values in the targets unless
  * the table is read again. Only changes known to keep every value count as keeping; anything else reads again.
  */
+import { knownMaxBytesPerChar } from "../values/charsets.ts";
 import type { ColumnDefinition } from "./table-definition.ts";
 
 /** Whether every value `before` can hold reads the same (as Sluice delivers it) after the column became `after`. */
@@ -24,7 +25,8 @@ const BMP = new Set(["ascii", "latin1", "utf8mb3", "utf8", "ucs2"]);
 function charsetKeeps(from: string | null, to: string | null): boolean {
   if (from === to || from === null) return true;
   if (to === null || from === "binary" || to === "binary") return false;
-  return UNICODE.has(to) || ((to === "utf8mb3" || to === "utf8") && BMP.has(from)) || from === "ascii";
+  // ASCII fits every charset Sluice knows but swe7 (7-bit Swedish: its letters take the places of @ [ ] { } and others).
+  return UNICODE.has(to) || ((to === "utf8mb3" || to === "utf8") && BMP.has(from)) || (from === "ascii" && to !== "swe7" && knownMaxBytesPerChar(to) !== undefined);
 }
 
 const INTEGER_BITS: Readonly<Record<string, number>> = { tinyint: 8, smallint: 16, mediumint: 24, int: 32, bigint: 64 };
@@ -57,7 +59,10 @@ function stringType(dbType: string, charset: string | null): { family: "text" | 
   return { family: lob[2] === "blob" || charset === "binary" ? "binary" : "text", fixed: false, capacity, bytes: true };
 }
 
-const MAX_BYTES_PER_CHAR: Readonly<Record<string, number>> = { utf8mb4: 4, utf8mb3: 3, utf8: 3, ucs2: 2, utf16: 4, utf16le: 4, utf32: 4 };
+/** The widest character of a column's charset; for a charset Sluice does not know, the widest any has (4 bytes). */
+function maxBytesPerChar(charset: string | null): number {
+  return (charset === null ? undefined : knownMaxBytesPerChar(charset)) ?? 4;
+}
 
 function typeKeeps(from: string, to: string, fromCharset: string | null, toCharset: string | null): boolean {
   const fromInteger = integerType(from);
@@ -89,7 +94,7 @@ function typeKeeps(from: string, to: string, fromCharset: string | null, toChars
     // ENUM values are kept by text wherever their member moved; a SET value prints its members in the list's order.
     const before = fromMembers[2]!;
     const after = toMembers[2]!;
-    return fromMembers[1] === "set" ? after.startsWith(before) && (after.length === before.length || after[before.length] === ",") : splitMembers(before).every((m) => splitMembers(after).includes(m));
+    return fromMembers[1] === "set" ? after.startsWith(before) && (after.length === before.length || after[before.length] === ",") : enumKeeps(splitMembers(before), splitMembers(after));
   }
   const fromString = stringType(from, fromCharset);
   const toString = stringType(to, toCharset);
@@ -98,8 +103,13 @@ function typeKeeps(from: string, to: string, fromCharset: string | null, toChars
   if (fromString.family === "binary") return toString.capacity >= fromString.capacity;
   // Text: counted in characters; a byte-sized type holds at least its bytes over the charset's widest character.
   const fromChars = fromString.capacity;
-  const toChars = toString.bytes ? Math.floor(toString.capacity / (MAX_BYTES_PER_CHAR[toCharset ?? ""] ?? 1)) : toString.capacity;
+  const toChars = toString.bytes ? Math.floor(toString.capacity / maxBytesPerChar(toCharset)) : toString.capacity;
   return toChars >= fromChars;
+}
+
+/** Every member kept, wherever it moved; a list not read as quoted members reads again. */
+function enumKeeps(before: readonly string[], after: readonly string[]): boolean {
+  return before.length > 0 && before.every((member) => after.includes(member));
 }
 
 /** The quoted members of an ENUM/SET type's list, as written. */

@@ -66,6 +66,18 @@ const DECODER_LABELS: Readonly<Record<string, string>> = {
   macroman: "macintosh",
 };
 
+/** The single-byte charsets of MySQL and MariaDB (information_schema.CHARACTER_SETS, MAXLEN 1). */
+const SINGLE_BYTE = new Set([
+  "armscii8", "ascii", "binary", "cp1250", "cp1251", "cp1256", "cp1257", "cp850", "cp852", "cp866", "dec8", "geostd8", "greek",
+  "hebrew", "hp8", "keybcs2", "koi8r", "koi8u", "latin1", "latin2", "latin5", "latin7", "macce", "macroman", "swe7", "tis620",
+]);
+
+/** The most bytes a character of `name` takes, or undefined for a charset Sluice does not know. */
+export function knownMaxBytesPerChar(name: string): number | undefined {
+  const key = name.toLowerCase();
+  return MAX_BYTES[key] ?? (SINGLE_BYTE.has(key) ? 1 : undefined);
+}
+
 const UTF8_NAMES = new Set(["utf8mb4", "utf8mb3", "utf8"]);
 
 function decodeUtf32(bytes: Buffer, start: number, end: number): string {
@@ -80,7 +92,7 @@ export function charsetNamed(name: string): Charset {
   const key = name.toLowerCase();
   let charset = charsets.get(key);
   if (charset !== undefined) return charset;
-  const maxBytesPerChar = MAX_BYTES[key] ?? 1;
+  const maxBytesPerChar = knownMaxBytesPerChar(key) ?? 1;
   let decode: Charset["decode"];
   if (UTF8_NAMES.has(key)) decode = (bytes, start, end) => bytes.toString("utf8", start, end);
   else if (key === "binary") decode = (bytes, start, end) => bytes.toString("latin1", start, end);
