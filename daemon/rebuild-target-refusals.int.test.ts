@@ -167,6 +167,8 @@ interface SwapFault {
   readonly times: number;
   /** Before the request reaches the server (not made), or after the server applied it (its reply lost). */
   readonly cut: "cut-before" | "cut-after";
+  /** The sink finds the swap done by itself, with no try again by the rebuild (its connection resent the request). */
+  readonly doneBySink?: boolean;
 }
 
 interface SwapCase {
@@ -203,6 +205,8 @@ const swapCases: SwapCase[] = [
     faults: [
       // The view switch (the live view replaced, not the first one made); the connection tries a statement 4 times.
       { what: "its view switch not reaching the server", match: (r) => /^RENAME TABLE .*__view_old_/m.test(textOf(r)), times: 5, cut: "cut-before" },
+      // Applied, its reply lost: the connection's own resend fails 57 (`old` exists) and the sink finds the view reading the new table.
+      { what: "its view switch applied, the reply lost", match: (r) => /^RENAME TABLE .*__view_old_/m.test(textOf(r)), times: 1, cut: "cut-after", doneBySink: true },
       // After the view switch and the catalog save: the old table's drop applied, its reply lost.
       { what: "the old table's drop applied, the reply lost", match: (r) => /DROP TABLE IF EXISTS \S+__v1`/.test(textOf(r)), times: 5, cut: "cut-after" },
     ],
@@ -224,7 +228,7 @@ for (const c of swapCases) {
         const before = new Set(await c.generations());
         const progress = await rebuildThrough(c.open, proxy, c.visible);
         assert.equal(cut, fault.times, "the swap's request was cut");
-        assert.match(progress.find((p) => p.waiting)?.waiting ?? "", /trying the swap again/, "the progress says the rebuild waits for its target");
+        if (fault.doneBySink !== true) assert.match(progress.find((p) => p.waiting)?.waiting ?? "", /trying the swap again/, "the progress says the rebuild waits for its target");
         const made = (await c.generations()).filter((name) => !before.has(name));
         assert.equal(made.length, 1, `one generation of the table left: ${made.join(", ")}`);
       } finally {

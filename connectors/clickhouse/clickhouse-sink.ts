@@ -946,16 +946,29 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
    * Points the view `<target>` at `table` with its current columns. ClickHouse 18.16 has no CREATE OR REPLACE VIEW: build a new one and RENAME it over (one atomic statement).
    * Several processes may run this sink (sharing its partitions) and replace one view at once: each builds under names of its own, and a
    * swap that lost the race (the view appeared or vanished meanwhile: errors 57 and 60) is tried again.
+   * The connection sends a RENAME again by itself when its reply is lost: that resend fails 57 or 60 though the
+   * first went through. So before a try again, a `next` gone means the switch happened (only this process renames
+   * it): done when the view reads `table`. A RENAME naming a `next` that is gone is never sent: on 18.16 a
+   * two-table RENAME is not atomic, and its first half would take the view away.
    */
   async #replaceView(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
     const next = `${table.target}__view_next_${this.#scratch}`;
     const old = `${table.target}__view_old_${this.#scratch}`;
-    await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal);
-    await this.#conn().command(createViewSql(this.#database, next, table.physical, table.columns), signal);
+    const makeNext = async (): Promise<void> => {
+      await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal);
+      await this.#conn().command(createViewSql(this.#database, next, table.physical, table.columns), signal);
+    };
+    await makeNext();
     for (let attempt = 1; ; attempt++) {
       try {
-        const exists = (await this.#conn().select(`EXISTS TABLE ${qualified(this.#database, table.target)} FORMAT TabSeparated`, signal)).toString().trim() === "1";
-        if (exists) {
+        if (attempt > 1 && !(await this.#exists(next, signal))) {
+          if ((await this.#viewSource(table.target, signal)) === table.physical) {
+            await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
+            return;
+          }
+          await makeNext();
+        }
+        if (await this.#exists(table.target, signal)) {
           await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, old)}`, signal);
           await this.#conn().command(
             `RENAME TABLE ${qualified(this.#database, table.target)} TO ${qualified(this.#database, old)}, ${qualified(this.#database, next)} TO ${qualified(this.#database, table.target)}`,
@@ -974,6 +987,16 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
         this.#logger.info({ table: table.target, attempt }, "another process replaced the view at the same time; trying again");
       }
     }
+  }
+
+  async #exists(name: string, signal: AbortSignal): Promise<boolean> {
+    return (await this.#conn().select(`EXISTS TABLE ${qualified(this.#database, name)} FORMAT TabSeparated`, signal)).toString().trim() === "1";
+  }
+
+  /** The physical table the view `target` reads, or null (no such view, or one of another form). */
+  async #viewSource(target: string, signal: AbortSignal): Promise<string | null> {
+    const [definition] = parseTsv(await this.#conn().select(viewDefinitionSql(this.#database, target), signal));
+    return definition?.[0] === undefined ? null : viewSource(unescapeField(definition[0]));
   }
 
   /**
