@@ -1,7 +1,8 @@
 /**
- * The short chaos run (issue 12), in CI: 5 SIGKILLs of the daemon per configuration (two during
+ * The short chaos run (issue 12), in CI: 4 SIGKILLs of the daemon per configuration (one during
  * the initial snapshot, then one while the sinks apply, one right after a big transaction and one at
- * a random moment; SLUICE_CHAOS_KILLS=<n> for more, the later ones of a kind drawn at random) under a random workload with transactions of up to 20,000 rows and rollbacks
+ * a random moment, so every kind of kill is met; SLUICE_CHAOS_KILLS=<n> and SLUICE_CHAOS_SNAPSHOT_KILLS=<n>
+ * for more, the later ones of a kind drawn at random) under a random workload with transactions of up to 20,000 rows and rollbacks
  * (Kafka topics with 3 partitions, the default);
  * afterwards every sink equals PostgreSQL row by row, value by value (0 lost, extra, stale or
  * wrong), no sample taken during the run saw a row go backwards, and the daemon never exited by
@@ -16,7 +17,8 @@ import { failures, summary } from "./chaos.ts";
 import type { Configuration } from "./run.ts";
 import { runKills } from "./run.ts";
 
-const kills = Number(process.env["SLUICE_CHAOS_KILLS"] ?? 5);
+const kills = Number(process.env["SLUICE_CHAOS_KILLS"] ?? 4);
+const snapshotKills = Number(process.env["SLUICE_CHAOS_SNAPSHOT_KILLS"] ?? 1);
 const seed = process.env["SLUICE_CHAOS_SEED"] ? Number(process.env["SLUICE_CHAOS_SEED"]) : randomBytes(4).readUInt32LE(0);
 
 for (const configuration of ["embedded-duckdb", "kafka-clickhouse-es"] as const satisfies readonly Configuration[]) {
@@ -28,7 +30,7 @@ for (const configuration of ["embedded-duckdb", "kafka-clickhouse-es"] as const 
       seed,
       preloadItems: 40_000,
       maxBigRows: 20_000,
-      snapshotKills: 2,
+      snapshotKills,
       log: (line) => t.diagnostic(line),
     });
     for (const line of summary(figures).split("\n")) t.diagnostic(line);
