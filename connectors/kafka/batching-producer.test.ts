@@ -3,6 +3,7 @@
  * scripted stand-in for kafkajs's producer; Kafka itself is exercised in kafka.int.test.ts.
  */
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { Writable } from "node:stream";
 import { test } from "node:test";
 import type { Kafka, ProducerBatch } from "kafkajs";
@@ -338,6 +339,52 @@ test("a limit found lower by another read (a refusal's re-read, a halted table's
   kafka.failures.push(closed());
   await producer.send([message("t", "a")]);
   assert.deepEqual(values(kafka), ["t:a"]);
+  await producer.close();
+});
+
+test("two brokers dropping a send's requests at once (kafkajs sends to each leader together): both wait for the one read of the limit and both end kafkajs's retries", async () => {
+  const { prototype: broker } = createRequire(import.meta.url)("kafkajs/src/broker/index.js") as { prototype: { produce(this: unknown, request: unknown): Promise<unknown> } };
+  const closed = () => Object.assign(new Error("Closed connection"), { name: "KafkaJSConnectionClosedError" });
+  // A broker whose produce's connection closes (kafkajs's Broker.produce, which dropped-requests.ts wraps, over a stand-in connection).
+  const dropping = { lookupRequest: () => { throw closed(); } };
+  const rejections: string[] = [];
+  const kafka = new ScriptedKafka();
+  const scripted = kafka.producer.bind(kafka);
+  let dropped = false;
+  kafka.producer = () => {
+    const inner = scripted();
+    return {
+      ...inner,
+      sendBatch: async (batch: ProducerBatch) => {
+        if (dropped) return inner.sendBatch(batch);
+        dropped = true;
+        // As kafkajs: one produce request per leader in a Promise.all; the first rejection settles the send.
+        await Promise.all([broker.produce.call(dropping, {}), broker.produce.call(dropping, {})]).catch((error: Error) => {
+          rejections.push(error.name);
+          throw error;
+        });
+        return inner.sendBatch(batch);
+      },
+    };
+  };
+  let requestLimit: number | undefined;
+  let reads = 0;
+  const { producer } = producerWith(kafka, {
+    lingerMs: 0,
+    batchBytes: 10_000,
+    requestLimit: () => requestLimit,
+    onConnectionClosed: async () => {
+      reads++;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      requestLimit = 300;
+      return { was: null, now: 300 };
+    },
+  });
+  await producer.send([message("t", "a"), message("t", "b"), message("t", "c")]);
+  assert.equal(reads, 1);
+  // Before, the second drop found the read rate-limited and gave kafkajs's retrier the plain closed connection first.
+  assert.deepEqual(rejections, ["RequestDropped"]);
+  assert.deepEqual(kafka.batches.map((b) => b.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value)))), [["a", "b"], ["c"]]);
   await producer.close();
 });
 

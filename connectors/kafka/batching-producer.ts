@@ -171,6 +171,8 @@ export class BatchingProducer {
   private fenced: SluiceError | undefined;
   /** When onConnectionClosed was last called (clock), for REQUEST_LIMIT_READ_EVERY_MS. */
   private requestLimitReadAt: number | undefined;
+  /** The read of onConnectionClosed under way: a drop meanwhile (another leader's request of the same send) waits for it. */
+  private requestLimitRead: Promise<void> | undefined;
   /** Limits found lower (limitLowered), the latest LOWERINGS_KEPT, each with its count: a unit's failure takes those since its `lowerings`. */
   private readonly lowerings: { readonly count: number; readonly limit: LoweredLimit | RequestLimitLowered }[] = [];
   private loweringCount = 0;
@@ -519,20 +521,24 @@ export class BatchingProducer {
 
   /**
    * The brokers' socket.request.max.bytes read again after a broker closed a produce's connection (onConnectionClosed),
-   * told to limitLowered when lower than known. Every broker's stop in a rolling restart closes connections: the brokers
-   * are described at most once in REQUEST_LIMIT_READ_EVERY_MS.
+   * told to limitLowered when lower than known. A read under way is waited for: kafkajs sends a send's requests to each
+   * partition leader at once, and two brokers dropping them must both learn its answer. Every broker's stop in a rolling
+   * restart closes connections: the brokers are described at most once in REQUEST_LIMIT_READ_EVERY_MS.
    */
-  private async readRequestLimitAfterDrop(): Promise<void> {
+  private readRequestLimitAfterDrop(): Promise<void> {
     const read = this.options.onConnectionClosed;
-    if (!read) return;
+    if (!read) return Promise.resolve();
+    if (this.requestLimitRead) return this.requestLimitRead;
     const now = this.options.clock?.() ?? performance.now();
-    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return;
+    if (this.requestLimitReadAt !== undefined && now - this.requestLimitReadAt < REQUEST_LIMIT_READ_EVERY_MS) return Promise.resolve();
     this.requestLimitReadAt = now;
-    const lowered = await read().catch((error: unknown) => {
-      this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection");
-      return undefined;
-    });
-    if (lowered !== undefined) this.limitLowered(lowered);
+    this.requestLimitRead = read()
+      .then(
+        (lowered) => void (lowered !== undefined && this.limitLowered(lowered)),
+        (error: unknown) => void this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection"),
+      )
+      .finally(() => (this.requestLimitRead = undefined));
+    return this.requestLimitRead;
   }
 
   private async sendUnit(unit: Unit): Promise<WrittenOffset[]> {

@@ -14,7 +14,11 @@ import { createRequire } from "node:module";
 import { isConnectionClosed } from "./kafka-errors.ts";
 
 export interface DropWatch {
-  /** A broker closed the connection of one of the send's produce requests: whether kafkajs's retries of the send end now. */
+  /**
+   * A broker closed the connection of one of the send's produce requests: whether kafkajs's retries of the send end now.
+   * kafkajs sends a request to each partition leader at once; each drop waits for the read a first one started, so none
+   * hands kafkajs's retrier the plain closed connection before the answer is known.
+   */
   readonly onDropped: () => Promise<boolean>;
 }
 
