@@ -100,12 +100,19 @@ export class ClickHouseCatalog {
   }
 
   async save(table: ClickHouseTable, signal: AbortSignal, dropped = false): Promise<void> {
-    const fields = [table.target, table.physical, table.role, String(table.generation), JSON.stringify(table.columns), dropped ? "1" : "0", this.#seq().toString()];
+    await this.saveAll([{ table, dropped }], signal);
+  }
+
+  /** Several tables' entries in one INSERT (one block: all saved or none), e.g. a swap's new table live and the old one dropped. */
+  async saveAll(entries: readonly { readonly table: ClickHouseTable; readonly dropped: boolean }[], signal: AbortSignal): Promise<void> {
+    const lines = entries.map(({ table, dropped }) =>
+      tsvLine([table.target, table.physical, table.role, String(table.generation), JSON.stringify(table.columns), dropped ? "1" : "0", this.#seq().toString()].map(escapeText)),
+    );
     await this.#connection.insert(
       qualified(this.#database, TABLES_TABLE),
       ["target", "physical", "role", "generation", "columns", "dropped", "_seq"],
       "TabSeparated",
-      tsvLine(fields.map(escapeText)),
+      Buffer.concat(lines),
       signal,
     );
   }

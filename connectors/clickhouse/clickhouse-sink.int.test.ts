@@ -298,6 +298,43 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
+  test("a rebuild's swap stopped between its view switch's two catalog saves (the new table live, the old one not yet dropped): the sink opened over two live tables keeps the one the view reads and writes there", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = renderTarget(TARGET_TEMPLATE, events.schema);
+    const view = qualified(database, target);
+    const tables = qualified(database, "_sluice_tables");
+    const name = `ch_${randomTableName("s")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await first.prepareRebuild(events.schema, signal());
+    assert.deepEqual((await first.writeRebuild([events.insert(1n, { id: 1, v: "b" })], signal())).failures, []);
+    // The swap's view switch and its first save (the new table live; before, the old table's drop was a second save), then killed.
+    const [entry] = await rows(`SELECT argMax(columns, _seq) AS columns FROM ${tables} WHERE physical = '${target}__v2'`);
+    await sql(createViewSql(database, `${target}__view_next_test`, `${target}__v2`, JSON.parse(entry!["columns"]!)));
+    await sql(`RENAME TABLE ${view} TO ${qualified(database, `${target}__view_old_test`)}, ${qualified(database, `${target}__view_next_test`)} TO ${view}`);
+    await sql(`DROP TABLE ${qualified(database, `${target}__view_old_test`)}`);
+    await sql(
+      `INSERT INTO ${tables} (target, physical, role, generation, columns, dropped, _seq) SELECT target, physical, 'live', argMax(generation, _seq), argMax(columns, _seq), 0, max(_seq) + 1 ` +
+        `FROM ${tables} WHERE physical = '${target}__v2' GROUP BY target, physical`,
+    );
+    await first.close();
+    const restarted = createSink(name);
+    await restarted.open(signal());
+    try {
+      const inUse = await rows(`SELECT physical, argMax(role, _seq) AS role FROM ${tables} WHERE target = '${target}' GROUP BY physical HAVING argMax(dropped, _seq) = 0 ORDER BY physical`);
+      assert.deepEqual(inUse, [{ physical: `${target}__v2`, role: "live" }], "the table the view reads is kept, the other dropped");
+      for (let id = 10; id < 15; id++) assert.deepEqual((await restarted.write([events.insert(BigInt(id), { id, v: `new ${id}` })], signal())).failures, []);
+      assert.deepEqual(
+        (await rows(`SELECT id, v FROM ${view} ORDER BY id`)).map((r) => `${r["id"]} ${r["v"]}`),
+        ["1 b", "10 new 10", "11 new 11", "12 new 12", "13 new 13", "14 new 14"],
+        "the writes went where the view reads",
+      );
+    } finally {
+      await restarted.close();
+    }
+  });
+
   test("a view dropped by hand while the sink runs is made again by a later write, not only at the next open; a table dropped with it is left to halt", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const gone = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));

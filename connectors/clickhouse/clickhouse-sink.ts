@@ -184,6 +184,8 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       this.#connection = connection;
       this.#catalog = catalog;
       this.#nextViewCheck = performance.now() + this.#viewCheckMs;
+      const lives = [...this.#tables.values()].filter((t) => t.role === "live").map((t) => t.target);
+      for (const target of new Set(lives.filter((target, i) => lives.indexOf(target) !== i))) await this.#finishTwoLive(target, signal);
       for (const target of new Set([...this.#tables.values()].filter((t) => t.role === "shadow").map((t) => t.target))) await this.#finishSwap(target, signal);
       // A crash between saving a new table in the catalog and making its view leaves no view: make it now.
       for (const table of this.#tables.values()) {
@@ -1022,11 +1024,33 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     }
   }
 
-  /** A swap's bookkeeping after its view switch: the shadow recorded live (in memory once saved, so a failed save leaves it a shadow), the old live table dropped. */
+  /**
+   * A swap's bookkeeping after its view switch: the shadow recorded live and the old live table dropped in one INSERT
+   * (two saves left both live when stopped between them, and writes went to the old one), in memory once saved (a
+   * failed save leaves it a shadow); then the old table itself is dropped.
+   */
   async #recordSwap(shadow: ClickHouseTable, live: ClickHouseTable | null, signal: AbortSignal): Promise<void> {
-    await this.#cat().save({ ...shadow, role: "live" }, signal);
+    await this.#cat().saveAll([{ table: { ...shadow, role: "live" }, dropped: false }, ...(live ? [{ table: live, dropped: true }] : [])], signal);
     shadow.role = "live";
-    if (live) await this.#drop(live, signal);
+    if (live) await this.#dropSaved(live, signal);
+  }
+
+  /**
+   * A target with two tables recorded live (a swap of an older Sluice stopped between its two catalog saves): the view
+   * decides, as in #finishSwap; the other is dropped. When the view reads neither, the newest is kept (the swap's).
+   */
+  async #finishTwoLive(target: string, signal: AbortSignal): Promise<void> {
+    const lives = [...this.#tables.values()].filter((t) => t.target === target && t.role === "live");
+    if (lives.length < 2) return;
+    const source = await this.#viewSource(target, signal);
+    const kept = lives.find((t) => t.physical === source) ?? lives.reduce((a, b) => (b.generation > a.generation ? b : a));
+    const others = lives.filter((t) => t !== kept);
+    await this.#cat().saveAll(others.map((table) => ({ table, dropped: true })), signal);
+    for (const other of others) await this.#dropSaved(other, signal);
+    this.#logger.warn(
+      { target, live: kept.physical, dropped: others.map((t) => t.physical) },
+      "finished a rebuild's swap stopped between its catalog saves (two tables recorded live): the table the view reads is kept live, the other dropped",
+    );
   }
 
   /**
@@ -1039,8 +1063,7 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
   async #finishSwap(target: string, signal: AbortSignal): Promise<void> {
     const shadow = this.#find(target, "shadow");
     if (!shadow || shadow.columns.length === 0) return;
-    const [definition] = parseTsv(await this.#conn().select(viewDefinitionSql(this.#database, target), signal));
-    if (definition?.[0] === undefined || viewSource(unescapeField(definition[0])) !== shadow.physical) return;
+    if ((await this.#viewSource(target, signal)) !== shadow.physical) return;
     const live = this.#find(target, "live");
     await this.#recordSwap(shadow, live, signal);
     this.#logger.warn(
@@ -1051,6 +1074,11 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   async #drop(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
     await this.#cat().save(table, signal, true);
+    await this.#dropSaved(table, signal);
+  }
+
+  /** Drops a table already saved as dropped in the catalog. */
+  async #dropSaved(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
     this.#tables.delete(table.physical);
     this.#server.delete(table.physical);
     this.#checked.delete(table.physical);
