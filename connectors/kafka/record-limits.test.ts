@@ -22,7 +22,7 @@ test("the segment.bytes advised is no larger than the topic's retention.bytes, u
 });
 
 const broker = (entries: Record<string, string>) => ({ configEntries: Object.entries(entries).map(([configName, configValue]) => ({ configName, configValue })) });
-/** DescribeConfigs' ConfigSource: 1 the topic's own, 4 DYNAMIC_DEFAULT_BROKER_CONFIG, 5 STATIC_BROKER_CONFIG. */
+/** DescribeConfigs' ConfigSource: 1 the topic's own (TOPIC_CONFIG); inherited: 2 DYNAMIC_BROKER_CONFIG, 3 DYNAMIC_DEFAULT_BROKER_CONFIG, 4 STATIC_BROKER_CONFIG, 5 DEFAULT_CONFIG. */
 const own = (value: string) => ({ value, source: 1 });
 const inherited = (value: string) => ({ value, source: 5 });
 
