@@ -544,6 +544,54 @@ test("DuckDB: a swap whose commit landed but that failed as retriable is tried a
   await log.close();
 });
 
+test("a rebuild during which retention deletes records it has not read yet, the topic log failing as the gaps are looked up: still refused as incomplete history, naming the partition it met", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-expiring-unreachable-"));
+  const logger = testLogger();
+  const now = 1_000_000;
+  const embedded = EmbeddedTopicLog.open({ path: join(dir, "log.db"), logger, maintenanceIntervalMs: 0, clock: () => now });
+  let expired = false;
+  // The embedded log, whose partitionOffsets fails once retention ran (as a Kafka cluster gone unreachable would).
+  const log = new Proxy(embedded, {
+    get: (target, property) => {
+      if (property === "partitionOffsets" && expired) return async () => Promise.reject(new Error("connect ECONNREFUSED (test)"));
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const events = new Events(tableSchema("orders", [["id", "integer"], ["name", "text"]]));
+  const sink = createDuckDbSink(testSinkConfig("duckdb", { name: "wh", path: join(dir, "wh.duckdb") }), { logger });
+  const signal = new AbortController().signal;
+  await sink.open(signal);
+  await embedded.createTopic({ name: events.topic, partitions: 1, retentionMs: 20_000, retentionBytes: null, compacted: false });
+  const rows = Array.from({ length: 20 }, (_, i) => events.insert(BigInt(i + 1), { id: i + 1, name: `row ${i + 1}` }));
+  for (const row of rows) await produceAll(embedded, events.topic, [row]);
+  const recent = events.insert(21n, { id: 21, name: "row 21" });
+  await embedded.produce([{ topic: events.topic, key: Buffer.from("21"), value: Buffer.from(serializeEvent(recent.event)), timestamp: now }]);
+  await sink.write([...rows, recent], signal);
+  const decodedOnce = new Set<string>();
+  const decoder: RebuildOptions["decoder"] = {
+    decode: async (r) => {
+      const key = `${r.topic}:${r.partition}:${r.offset}`;
+      if (!expired && decodedOnce.has(key)) {
+        expired = true;
+        embedded.runMaintenance();
+      }
+      decodedOnce.add(key);
+      return jsonDecoder.decode(r);
+    },
+  };
+  await assert.rejects(
+    rebuildSink({ sink, log, decoder, topics: [events.topic], group: "wh.rebuild", logger, signal, batchRecords: 1 }),
+    (error: SluiceError) => {
+      assert.equal(error.code, "REBUILD_HISTORY_INCOMPLETE");
+      assert.match(error.message, /orders:0 starts at offset 20 \(offsets 1 to 19 gone before the rebuild read them\)/);
+      return true;
+    },
+  );
+  await sink.close();
+  await embedded.close();
+});
+
 test("a rebuild during which retention deletes records it has not read yet in several partitions names every one of them, not only the one it met", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sluice-rebuild-expiring-all-"));
   const logger = testLogger();
