@@ -114,11 +114,15 @@ const REJECTED_ITEM = { index: { status: 429, error: { type: "es_rejected_execut
  * The rebuild's bulk requests with the operation of `name` taken out and answered 429 in its
  * place, `times` times (more than the sink's own rounds of item retries in one write).
  */
-function refuseItem(name: string, times: number): { decide: (request: ProxiedRequest) => FaultDecision; refused: () => number } {
+function refuseItem(name: string, times: number): { decide: (request: ProxiedRequest) => FaultDecision; refused: () => number; operations: () => number[] } {
   let refused = 0;
+  /** The number of operations of each rebuild bulk request that holds the item. */
+  const operations: number[] = [];
   const decide = (request: ProxiedRequest): FaultDecision => {
-    if (refused >= times || request.method !== "POST" || !/__rebuild\/_bulk/.test(request.url)) return FORWARD;
+    if (request.method !== "POST" || !/__rebuild\/_bulk/.test(request.url)) return FORWARD;
     const lines = request.body.toString("utf8").split("\n").filter((line) => line !== "");
+    if (lines.some((line, i) => i % 2 === 1 && (JSON.parse(line) as { name?: unknown }).name === name)) operations.push(lines.length / 2);
+    if (refused >= times) return FORWARD;
     const kept: string[] = [];
     let at = -1;
     for (let i = 0; i + 1 < lines.length; i += 2) {
@@ -140,7 +144,7 @@ function refuseItem(name: string, times: number): { decide: (request: ProxiedReq
       },
     };
   };
-  return { decide, refused: () => refused };
+  return { decide, refused: () => refused, operations: () => [...operations] };
 }
 
 test("elasticsearch: one bulk item answered 429 beyond the sink's own item retries is written again, alone, until taken; the rebuild ends with it once", { timeout: 90_000 }, async () => {
@@ -149,6 +153,10 @@ test("elasticsearch: one bulk item answered 429 beyond the sink's own item retri
   try {
     const progress = await rebuildThrough(elasticSink, proxy, elasticRows);
     assert.equal(refusal.refused(), 7, "the item was refused round after round");
+    const [first, ...again] = refusal.operations();
+    assert.ok(first! > 1, `the item came first in a batch of several: ${first}`);
+    assert.deepEqual(again, again.map(() => 1), "the item was written again alone, the rest of its batch not twice");
+    assert.equal(again.length, 7);
     const waiting = progress.find((p) => p.waiting);
     assert.ok(waiting, "the progress says the rebuild waits for its target");
     assert.match(waiting.waiting!, /refused 1 item as temporary .*429 es_rejected_execution_exception/);
