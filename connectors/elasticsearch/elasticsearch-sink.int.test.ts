@@ -5,8 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createServer, request as httpRequest } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@elastic/elasticsearch";
 import { HttpFaultProxy } from "../../test/e2e/http-fault-proxy.ts";
@@ -826,22 +824,12 @@ describe("Elasticsearch sink specifics", () => {
     const target = targetOf(events.schema);
     // Forwards every request to Elasticsearch; the first that creates the rebuild's index is applied, then its reply dropped.
     let cut = false;
-    const proxy = createServer((request, response) => {
-      const upstream = httpRequest(`${elasticsearch.url}${request.url ?? "/"}`, { method: request.method, headers: request.headers }, (reply) => {
-        if (!cut && request.method === "PUT" && request.url?.startsWith(`/${target}__v2`)) {
-          cut = true;
-          reply.resume();
-          reply.on("end", () => response.socket?.destroy());
-          return;
-        }
-        response.writeHead(reply.statusCode ?? 502, reply.headers);
-        reply.pipe(response);
-      });
-      request.pipe(upstream);
+    const proxy = await HttpFaultProxy.start(elasticsearch.url, (request) => {
+      if (cut || request.method !== "PUT" || !request.url.startsWith(`/${target}__v2`)) return { kind: "forward" };
+      cut = true;
+      return { kind: "cut-after" };
     });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-    const port = (proxy.address() as AddressInfo).port;
-    const cutSink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: `es_${randomTableName("c")}`, nodes: [`http://127.0.0.1:${port}`], bulk_bytes: 5 * 2 ** 20, target: template }), { logger: testLogger(), refresh: true });
+    const cutSink = new ElasticsearchSink(testSinkConfig("elasticsearch", { name: `es_${randomTableName("c")}`, nodes: [proxy.url], bulk_bytes: 5 * 2 ** 20, target: template }), { logger: testLogger(), refresh: true });
     await cutSink.open(signal());
     try {
       assert.deepEqual((await cutSink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
@@ -859,7 +847,7 @@ describe("Elasticsearch sink specifics", () => {
       assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["v"]), ["b"]);
     } finally {
       await cutSink.close();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.close();
     }
   });
 
