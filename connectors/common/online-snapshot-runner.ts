@@ -156,14 +156,14 @@ export async function backfillChangedRows(table: string, what: string, snapshotM
 }
 
 /**
- * A ROLLBACK TO SAVEPOINT whose undone changes the binlog kept and which went to the topics (MySQL/MariaDB, when the
- * transaction also wrote a non-transactional table since the savepoint): the tables changed since are read again, and
+ * A ROLLBACK TO SAVEPOINT (or a ROLLBACK) whose undone changes the binlog kept and which went to the topics (MySQL/MariaDB,
+ * when the transaction also wrote a non-transactional table since the savepoint): the tables changed since are read again, and
  * the online snapshot's closing reset removes the rows it inserted (not with snapshot.mode never, which only says so).
  */
 export async function backfillRolledBackSavepoint(tables: readonly string[], snapshotMode: string, request: (table: string) => Promise<unknown>, logger: Logger, at: string, context: ErrorContext = {}): Promise<void> {
   logger.warn(
     { tables, at },
-    `a transaction rolled back to a savepoint at ${at} after changing a non-transactional table: the binlog keeps the changes it undid, which reached the topics, so ${tables.join(", ")} ${tables.length === 1 ? "is" : "are"} read again`,
+    `a transaction rolled back (to a savepoint, or whole) at ${at} after changing a non-transactional table: the binlog keeps the changes it undid, which reached the topics, so ${tables.join(", ")} ${tables.length === 1 ? "is" : "are"} read again`,
   );
   await readAgain(tables, snapshotMode, request, logger, at, context, {
     neverFields: { tables },

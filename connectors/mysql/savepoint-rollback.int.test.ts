@@ -63,3 +63,35 @@ test("ROLLBACK TO SAVEPOINT after a non-transactional write: the InnoDB changes 
     await stopPumps(pumps, opened);
   }
 });
+
+test("a savepoint set first in the transaction: MariaDB logs the undone InnoDB rows as a group closed by ROLLBACK, and they leave the targets", { timeout: 60_000 }, async () => {
+  // MariaDB 10.11 logs no SAVEPOINT or ROLLBACK TO here: the Aria row as a group closed by COMMIT, the undone InnoDB rows as one closed by ROLLBACK.
+  const orders = new Fold("orders");
+  const audit = new Fold("audit");
+  const opened: MysqlSource[] = [];
+  const pumps: Pump[] = [];
+  const sorted = (fold: Fold) => [...fold.visible().values()].sort((a, b) => Number(a["id"]) - Number(b["id"]));
+  try {
+    const source = newSource(sourceConfig({ tables: [`${database}.*`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 20 }, heartbeat_interval: 500 }));
+    opened.push(source);
+    await source.connect(null, AbortSignal.timeout(30_000));
+    const state = pump(source, [orders, audit]);
+    pumps.push(state);
+    await waitFor("the initial snapshot", () => state.checkpoint !== null && noTasks(state) && orders.reads.size > 0, 30_000);
+    const [before] = await admin.query(`SELECT id, v FROM ${q("orders")} ORDER BY id`);
+    await waitFor("the initial snapshot's rows", () => orders.visible().size === (before as unknown[]).length, 30_000);
+
+    await admin.query(
+      `BEGIN; SAVEPOINT s1; INSERT INTO ${q("orders")} VALUES (201, 201); UPDATE ${q("orders")} SET v = -1 WHERE id = 3; ` +
+        `DELETE FROM ${q("orders")} WHERE id = 4; INSERT INTO ${q("audit")} VALUES (2, 2); ROLLBACK TO SAVEPOINT s1; INSERT INTO ${q("orders")} VALUES (202, 202); COMMIT`,
+    );
+    await caughtUp(state);
+    await waitFor("no read left", () => noTasks(state), 30_000);
+    const [rows] = await admin.query(`SELECT id, v FROM ${q("orders")} ORDER BY id`);
+    assert.deepEqual(sorted(orders), rows, "orders as the server has it: 201 not there, 3 and 4 as before, 202 kept");
+    const [auditRows] = await admin.query(`SELECT id, v FROM ${q("audit")} ORDER BY id`);
+    assert.deepEqual(sorted(audit), auditRows, "the Aria row stays");
+  } finally {
+    await stopPumps(pumps, opened);
+  }
+});

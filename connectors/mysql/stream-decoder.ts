@@ -162,6 +162,8 @@ interface OpenTransaction extends TransactionContext {
   alterPhase: AlterPhase | null;
   /** Its savepoints in the order set, each with the captured tables changed since (savepoints.ts). */
   savepoints: Savepoint[];
+  /** The captured tables it changed (counted or not). */
+  changed: Set<string>;
 }
 
 type MappedTable = { readonly binding: TableBinding; readonly key: string } | { readonly watermark: readonly RowColumn[] };
@@ -441,6 +443,7 @@ export class StreamDecoder {
       xaRows: null,
       alterPhase: null,
       savepoints: [],
+      changed: new Set(),
     };
   }
 
@@ -485,9 +488,11 @@ export class StreamDecoder {
       if (head.startsWith("XA")) this.transaction!.xaRows ??= newXaRows();
       return;
     }
-    if (/^(COMMIT|ROLLBACK)\s*$/i.test(statement.replace(/\/\*.*?\*\//gs, "").trim())) {
+    const closing = /^(COMMIT|ROLLBACK)\s*$/i.exec(statement.replace(/\/\*.*?\*\//gs, "").trim());
+    if (closing !== null) {
+      const undone = closing[1]!.toUpperCase() === "ROLLBACK" ? this.rolledBackGroup(end, `${this.file}:${start}`) : undefined;
       this.end(end);
-      return;
+      return undone;
     }
     const savepoint = savepointStatement(statement);
     if (savepoint !== null) return this.savepoint(savepoint, start, end);
@@ -549,6 +554,19 @@ export class StreamDecoder {
     // One stored before the resume point was taken care of then.
     if (tables.length === 0 || this.options.onSavepointRolledBack === undefined || this.storedThrough(end)) return;
     return this.options.onSavepointRolledBack(tables, `${this.file}:${start}`);
+  }
+
+  /**
+   * A group of row events closed by a ROLLBACK query: the server undid them (those of transactional tables) but the
+   * binlog keeps them, as it does when the transaction also wrote a non-transactional table. MariaDB logs a ROLLBACK TO
+   * a savepoint set first in the transaction this way (no SAVEPOINT, no ROLLBACK TO: the undone rows as a group of
+   * their own), as well as a whole ROLLBACK. The rows were handed on, so the tables the group changed are read again,
+   * like a ROLLBACK TO's.
+   */
+  private rolledBackGroup(end: number, at: string): Promise<void> | void {
+    const tables = this.transaction === null ? [] : [...this.transaction.changed];
+    if (tables.length === 0 || this.options.onSavepointRolledBack === undefined || this.storedThrough(end)) return;
+    return this.options.onSavepointRolledBack(tables, at);
   }
 
   /** Remembers the captured tables an XA transaction changed (perhaps none) until it is committed or rolled back. */
@@ -889,6 +907,7 @@ export class StreamDecoder {
   private count(transaction: OpenTransaction, schema: TableSchema, op: Op): boolean {
     const table = tableName(schema);
     for (const savepoint of transaction.savepoints) savepoint.tables.add(table);
+    transaction.changed.add(table);
     if (this.options.skippedOperations?.has(op) === true) return false;
     transaction.eventCount += 1;
     transaction.tableEventCounts[table] = (transaction.tableEventCounts[table] ?? 0) + 1;
