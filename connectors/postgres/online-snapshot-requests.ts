@@ -70,12 +70,13 @@ export class OnlineSnapshotRequests implements OnlineSnapshotting {
    * Queues a snapshot of the whole table with the checks of a request but without the planner's estimate, which takes
    * a lock on the table: what the stream decoder asks for while it waits (a table added to the publication) must not
    * wait behind a migration's lock on it, and all capture with it. `id` names the request: one already queued is not queued twice.
+   * `where`: "TRUE" for a read with no reset (a publication leaving out deletes or truncates keeps purged rows).
    */
-  async queue(table: string, origin: string, id: string, above?: bigint): Promise<SnapshotTask> {
+  async queue(table: string, origin: string, id: string, above?: bigint, where: "TRUE" | null = null): Promise<SnapshotTask> {
     const queued = this.running().tasks().find((task) => task.id === id);
     if (queued !== undefined) return queued;
     await this.resolve(table);
-    return this.running().request(table, null, origin, id, above);
+    return this.running().request(table, where, origin, id, above);
   }
 
   /**

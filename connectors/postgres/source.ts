@@ -863,7 +863,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       ...(reattached.length > 0 ? ["detached and attached again (their changes while detached were not streamed)"] : []),
     ].join(", and others ");
     const fields = { table: name, partitions, ...(gone.length > 0 ? { gone } : {}), ...(reattached.length > 0 ? { reattached } : {}) };
-    const leftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
+    const { where, leftOut } = await this.wholeRead();
     if (partitions.length === 0 && reattached.length === 0 && leftOut.length > 0) {
       // Deletes or truncates left out of the publication keep purged rows in the sinks (often a warehouse's purpose):
       // a partition detached or dropped (pg_partman's retention) is purged rows too.
@@ -875,19 +875,24 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       return;
     }
     const origin = partitions.length > 0 ? "partition-rewritten" : gone.length > 0 ? "partition-detached" : "partition-reattached";
-    if (leftOut.length > 0) {
-      // The closing reset would remove the rows kept on purpose (deleted rows, detached or dropped partitions' rows): the
-      // root is read with no reset (a condition, TRUE, as sluice snapshot --where reads), so a truncated partition's rows stay too.
-      this.logger.warn(
-        fields,
-        `partitions of ${name} were ${what}: ${name} is read again by an online snapshot with no reset, as the publication leaves out ${leftOut.join(" and ")}: ` +
-          `the rows kept on purpose stay in the sinks (a truncated partition's rows too); to remove the rows ${name} no longer has, read it with sluice snapshot --table ${name} --execute`,
-      );
-      await this.snapshots.request(name, "TRUE", origin);
-      return;
-    }
-    this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is read again by an online snapshot, whose reset removes the rows it no longer has`);
-    await this.snapshots.request(name, null, origin);
+    await this.snapshots.request(name, where, origin);
+    // With no reset (wholeRead), a truncated partition's rows stay too.
+    this.logger.warn(fields, `partitions of ${name} were ${what}: ${name} is read again by an online snapshot${readAgainHow(name, leftOut, "its reset removes the rows it no longer has")}`);
+  }
+
+  /**
+   * How Sluice reads again by itself a whole captured table (an enum label renamed, columns changed, a table renamed,
+   * added to the publication or taken out and put back, a partitioned table's partitions rewritten, gone or attached
+   * again): `where` null, a whole read whose closing reset removes the rows the table no longer has. A publication that
+   * leaves out deletes or truncates keeps purged rows in the sinks on purpose (a warehouse's history), which that reset
+   * would remove: the read then has a TRUE condition, no reset (as sluice snapshot --where reads), and only adds and
+   * updates rows. The publication's options are read each time (a look's may be stale, or not read yet after a start).
+   */
+  private async wholeRead(): Promise<{ where: "TRUE" | null; leftOut: readonly string[] }> {
+    const catalog = this.catalog;
+    const options = catalog === null ? null : await publicationOptions(catalog, this.names.publication);
+    const leftOut = (options?.unpublished ?? this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
+    return { where: leftOut.length > 0 ? "TRUE" : null, leftOut };
   }
 
   /**
@@ -904,8 +909,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         this.enumLabels.settled(table);
         continue;
       }
+      let leftOut: readonly string[] = [];
       try {
-        await this.snapshots.request(name, null, "enum-renamed");
+        const read = await this.wholeRead();
+        leftOut = read.leftOut;
+        await this.snapshots.request(name, read.where, "enum-renamed");
       } catch (error) {
         if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") {
           this.logger.warn(
@@ -923,7 +931,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
         }
         continue;
       }
-      this.logger.warn({ table: name, labels }, `${renamed}: ${name} is read again by an online snapshot`);
+      this.logger.warn({ table: name, labels }, `${renamed}: ${name} is read again by an online snapshot${readAgainHow(name, leftOut, "its reset changes nothing else")}`);
       this.enumLabels.settled(table);
     }
   }
@@ -969,11 +977,13 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     for (const table of added) this.readdedPending.delete(table.relid);
     if (added.length > 0) await this.compareMemberships(await publicationMemberships(catalog, this.names.publication), new Map(known.map((t) => [t.relid, t])), new Set(added.map((t) => t.relid)));
     if (added.length > 0) {
+      // Their backfills read as wholeRead says; this look's check of the publication's options was just made.
+      const keptLeftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
       this.logger.warn(
         { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
         `captured tables were out of publication "${this.names.publication}" (taken out while capture ran, or kept out by a lock): their changes meanwhile were not streamed; ` +
           (backfill
-            ? "put them back; their rows are read again by an online snapshot, whose closing reset removes the rows deleted meanwhile (the targets keep their rows until then)"
+            ? `put them back; their rows are read again by an online snapshot${keptLeftOut.length > 0 ? ` with no reset, as the publication leaves out ${keptLeftOut.join(" and ")}: the rows kept on purpose stay in the sinks` : ", whose closing reset removes the rows deleted meanwhile (the targets keep their rows until then)"}`
             : `put them back (snapshot.mode never: their rows are not read again; read them with sluice snapshot --table T --execute)`),
       );
     }
@@ -1031,8 +1041,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       this.readdedPending.delete(table.relid);
       return;
     }
+    let leftOut: readonly string[] = [];
     try {
-      await this.snapshots.queue(name, "publication-readded", `publication-readded@${member}/${name}`);
+      const read = await this.wholeRead();
+      leftOut = read.leftOut;
+      await this.snapshots.queue(name, "publication-readded", `publication-readded@${member}/${name}`, undefined, read.where);
     } catch (error) {
       if (error instanceof SluiceError && error.code === "SNAPSHOT_NO_CHUNK_KEY") {
         this.logger.warn(
@@ -1054,7 +1067,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       return;
     }
     this.readdedPending.delete(table.relid);
-    this.logger.warn({ table: name, publication }, `${readded}, so it is read again by an online snapshot, whose closing reset removes the rows deleted meanwhile`);
+    this.logger.warn({ table: name, publication }, `${readded}, so it is read again by an online snapshot${readAgainHow(name, leftOut, "its closing reset removes the rows deleted meanwhile")}`);
   }
 
   /**
@@ -1214,7 +1227,9 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
    * asking again can help.
    */
   private requestAgain(table: string, origin: string, at: Position | null, above?: bigint): Promise<unknown> {
-    const asked = at === null ? this.snapshots.request(table, null, origin, undefined, above) : this.snapshots.queue(table, origin, againId(origin, at, table), above);
+    const asked = this.wholeRead().then(({ where }): Promise<unknown> =>
+      at === null ? this.snapshots.request(table, where, origin, undefined, above) : this.snapshots.queue(table, origin, againId(origin, at, table), above, where),
+    );
     return asked.catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${table}`, { ...this.context, table })));
   }
 
@@ -1251,7 +1266,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     }
     await requestBackfills(
       [now === null ? table : `${now.schema}.${now.table}`],
-      (name) => this.snapshots.queue(name, "table-added", id, above).catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${name}`, { ...this.context, table: name }))),
+      (name) => this.wholeRead().then(({ where }) => this.snapshots.queue(name, "table-added", id, above, where)).catch((error: unknown) => Promise.reject(toSluiceError(error, `read the catalog for an online snapshot of ${name}`, { ...this.context, table: name }))),
       (name, error) => this.logger.error({ table: name, err: error.message }, `table added to the publication cannot be backfilled online (its changes are captured from now on): read it with sluice snapshot --table ${name} --execute`),
       `the ${BACKFILL_PREFIX} message ${id}`,
       this.context,
@@ -1353,6 +1368,12 @@ async function currentLsn(db: pg.Client): Promise<bigint | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** How a table is read again by itself (PostgresSource.wholeRead), for its warning: `reset`, what its reset does. */
+function readAgainHow(name: string, leftOut: readonly string[], reset: string): string {
+  if (leftOut.length === 0) return `, whose ${reset.replace(/^its /, "")}`;
+  return ` with no reset, as the publication leaves out ${leftOut.join(" and ")}: the rows kept on purpose stay in the sinks; to remove the rows ${name} no longer has, read it with sluice snapshot --table ${name} --execute`;
 }
 
 /** The id of a table's read again set off by the Relation message of the transaction committed at `at`: the same when it is told again. */
