@@ -27,7 +27,7 @@ export function storageRefusal(code: number | null, message: string): string | n
   return null;
 }
 
-/** The path the server named in its refusal ("Cannot write to file /var/lib/clickhouse/…"), if any. */
+/** The path the server named in its refusal ("Cannot write to file /var/lib/clickhouse/..."), if any. */
 export function refusedPath(message: string): string | null {
   return /(?:file|directory) (\/\S+?),/.exec(message)?.[1] ?? null;
 }
