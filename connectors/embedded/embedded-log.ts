@@ -250,6 +250,10 @@ export class EmbeddedTopicLog implements TopicLog {
       try {
         mkdirSync(dirname(path), { recursive: true });
       } catch (error) {
+        const errno = (error as NodeJS.ErrnoException).code;
+        if (errno === "ENOSPC" || errno === "EDQUOT") {
+          throw new SluiceError(`embedded topic log ${path}: disk full during open (cannot create its folder ${dirname(path)}: ${errno}); nothing of it was stored`, { code: "TOPIC_LOG_DISK_FULL", retriable: true, context: { component: "embedded-log", path, operation: "open" }, cause: error });
+        }
         throw new SluiceError(`cannot open embedded topic log ${path}: ${folderCreationFailure(dirname(path), error)}`, { code: "TOPIC_LOG_OPEN_FAILED", context: { component: "embedded-log", path }, cause: error });
       }
     }

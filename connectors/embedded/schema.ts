@@ -136,7 +136,7 @@ export function prepareDatabase(db: DatabaseSync, path: string, readOnly = false
     }
     db.exec("COMMIT");
   } catch (error) {
-    db.exec("ROLLBACK");
+    rollBackQuietly(db);
     throw error;
   }
   ensureLogId(db);
@@ -152,7 +152,7 @@ function upgrade(db: DatabaseSync, from: number): void {
     }
     db.exec("COMMIT");
   } catch (error) {
-    db.exec("ROLLBACK");
+    rollBackQuietly(db);
     throw error;
   }
 }
@@ -187,8 +187,18 @@ function ensureLogId(db: DatabaseSync): void {
     db.prepare("INSERT INTO log_meta (key, value) VALUES ('log_id', ?) ON CONFLICT DO NOTHING").run(randomUUID());
     db.exec("COMMIT");
   } catch (error) {
-    db.exec("ROLLBACK");
+    rollBackQuietly(db);
     throw error;
+  }
+}
+
+/** After SQLITE_FULL (and some I/O errors) SQLite has already rolled back: a ROLLBACK then would throw and hide the cause. */
+function rollBackQuietly(db: DatabaseSync): void {
+  if (!db.isTransaction) return;
+  try {
+    db.exec("ROLLBACK");
+  } catch {
+    // the transaction is gone either way; the caller throws the error that ended it
   }
 }
 

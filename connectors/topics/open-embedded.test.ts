@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { test } from "node:test";
 import type { TopicsConfig } from "../../config/schema.ts";
@@ -70,5 +70,70 @@ test("the disk full at the first open (the log file not made yet): the open wait
   } finally {
     execFileSync("umount", [mount]);
     rmSync(mount, { recursive: true, force: true });
+  }
+});
+
+/** A 16 MiB ext4 image (no blocks reserved for root) loop-mounted: ext4 keeps a few KB free after dd, which tmpfs does not. */
+function mountSmallExt4(): { mount: string; image: string } | string {
+  if (process.getuid?.() !== 0) return "needs root to loop-mount an ext4 image";
+  const dir = mkdtempSync(join(tmpdir(), "sluice-open-ext4-"));
+  const image = join(dir, "disk.img");
+  const mount = join(dir, "mnt");
+  try {
+    execFileSync("truncate", ["-s", "16M", image], { stdio: "ignore" });
+    execFileSync("mkfs.ext4", ["-q", "-F", "-m", "0", image], { stdio: "ignore" });
+    execFileSync("mkdir", [mount], { stdio: "ignore" });
+    execFileSync("mount", ["-o", "loop", image, mount], { stdio: "ignore" });
+    return { mount, image };
+  } catch {
+    rmSync(dir, { recursive: true, force: true });
+    return "loop-mounting an ext4 image was refused";
+  }
+}
+
+function fill(file: string, blockSize: string): void {
+  try {
+    execFileSync("dd", ["if=/dev/zero", `of=${file}`, `bs=${blockSize}`], { stdio: "ignore" });
+  } catch {
+    // dd stops with ENOSPC: the disk is full, as wanted
+  }
+}
+
+test("a nearly full ext4 disk at the first open (SQLite fails the commit of the schema), then a full one (the log's folder cannot be made): the open waits as disk full, and opens once space is freed", async (t) => {
+  const mounted = mountSmallExt4();
+  if (typeof mounted === "string") return t.skip(mounted);
+  const { mount } = mounted;
+  const openings: Promise<unknown>[] = [];
+  try {
+    // dd with 64 KiB blocks leaves some 35 KB free: enough for SQLite to start the file, not to commit its schema.
+    fill(join(mount, "ballast"), "64k");
+    const path = join(mount, "sluice.db");
+    const waits: (string | null)[] = [];
+    const opening = openTopicLog(embedded(path), "d", logger, AbortSignal.timeout(60_000), undefined, { onWaiting: (why) => waits.push(why) });
+    openings.push(opening);
+    assert.equal(await settled(opening), false, "still waiting while the disk is nearly full");
+    assert.ok(waits[0]?.startsWith(`embedded topic log ${path}: disk full during open`), waits[0] ?? "no reason given");
+    writeFileSync(join(mount, "ballast"), "");
+    const log = await opening;
+    assert.equal(waits.at(-1), null);
+    await log.close();
+    // Full to the last block: the log's own folder cannot be made (mkdir fails ENOSPC).
+    fill(join(mount, "ballast"), "64k");
+    fill(join(mount, "ballast-last"), "1k");
+    const nested = join(mount, "sub", "sluice.db");
+    const nestedWaits: (string | null)[] = [];
+    const nestedOpening = openTopicLog(embedded(nested), "d2", logger, AbortSignal.timeout(60_000), undefined, { onWaiting: (why) => nestedWaits.push(why) });
+    openings.push(nestedOpening);
+    assert.equal(await settled(nestedOpening), false, "still waiting while its folder cannot be made");
+    assert.match(nestedWaits[0] ?? "", /disk full during open \(cannot create its folder .*: ENOSPC\)/);
+    writeFileSync(join(mount, "ballast"), "");
+    writeFileSync(join(mount, "ballast-last"), "");
+    const nestedLog = await nestedOpening;
+    assert.equal(nestedWaits.at(-1), null);
+    await nestedLog.close();
+  } finally {
+    for (const pending of openings) await pending.then((log) => (log as { close(): Promise<void> }).close(), () => undefined);
+    execFileSync("umount", [mount]);
+    rmSync(dirname(mount), { recursive: true, force: true });
   }
 });
