@@ -309,6 +309,9 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
     } else if (c.accept("COLLATE")) {
       c.acceptPunct("=");
       charset ??= charsetOfCollation(c.identifier());
+    } else if (c.accept("UNIQUE")) {
+      // UNIQUE [KEY]: a unique key, not the primary key (KEY alone is PRIMARY KEY).
+      c.accept("KEY");
     } else if (c.accept("PRIMARY", "KEY") || (c.isKeyword("KEY") && !primaryKey && c.accept("KEY"))) {
       primaryKey = true;
       nullable = false;
@@ -325,7 +328,7 @@ function columnDefinition(c: TokenCursor, options: ParseOptions): ParsedColumn {
       if (c.isPunct("(")) c.parenthesised();
     } else if (c.accept("CHECK") || c.accept("REFERENCES")) {
       skipExpression(c);
-    } else c.next(); // AUTO_INCREMENT, UNIQUE, VISIBLE, INVISIBLE, VIRTUAL, STORED, PERSISTENT, COMPRESSED, MATCH...
+    } else c.next(); // AUTO_INCREMENT, VISIBLE, INVISIBLE, VIRTUAL, STORED, PERSISTENT, COMPRESSED, MATCH...
   }
   let dbType = normalizeColumnType(typeText);
   let base = dbType.replace(/[( ].*$/, "");

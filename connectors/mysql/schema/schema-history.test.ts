@@ -133,6 +133,25 @@ test("a column renamed, dropped and added again under its name, or added with va
   assert.deepEqual((await restored.applyQuery("ALTER TABLE t ADD COLUMN c INT", "d", 1300n)).reread ?? [], []);
 });
 
+test("a column-level UNIQUE KEY is not the primary key: made nullable and NOT NULL again (NULLs turned into zeros without strict mode), the column is read again", async () => {
+  const tracker = new SchemaTracker({
+    store: new MemorySchemaHistoryStore(),
+    catalog: null,
+    matches: (db: string) => db === "d",
+    binding: { sourceName: "s", collations: CollationTable.builtIn(), zeroDates: "null" as const, mariadb: true },
+    logger: pino({ level: "silent" }),
+    context: {},
+  });
+  await tracker.record(100n, [], "snapshot");
+  const reread = async (statement: string, at: bigint) => (await tracker.applyQuery(statement, "d", at)).reread ?? [];
+  assert.deepEqual(await reread("CREATE TABLE u (u INT NOT NULL UNIQUE KEY, v INT UNIQUE, w INT KEY)", 200n), []);
+  const created = tracker.definitionOf("d.u")!;
+  assert.deepEqual(created.key, ["w"], "KEY alone is PRIMARY KEY; UNIQUE [KEY] is not");
+  assert.deepEqual(created.columns.map((c) => [c.name, c.nullable]), [["u", false], ["v", true], ["w", false]]);
+  assert.deepEqual(await reread("ALTER TABLE u MODIFY u INT NULL", 300n), []);
+  assert.deepEqual(await reread("ALTER TABLE u MODIFY u INT NOT NULL", 400n), [{ table: "d.u", columns: ["u"] }], "the NULLs it held are zeros now");
+});
+
 test("the journal store keeps each source's entries apart, in order, in records of at most 256 KiB", async () => {
   const records: unknown[] = [];
   const journal = { append: async (entry: unknown) => void records.push(JSON.parse(JSON.stringify(entry))), loadAll: async () => [...records] };

@@ -428,7 +428,7 @@ export class SchemaTracker {
     replaced: ReadonlySet<string>,
     reread: { table: string; columns: string[] }[],
   ): void {
-    // A key column holds no NULL, whatever a MODIFY without NOT NULL made the tracked definition say.
+    // A primary key column (the only key tracked) holds no NULL, whatever a MODIFY without NOT NULL made the tracked definition say.
     const key = new Set(current.key.map((k) => k.toLowerCase()));
     const before = new Map(current.columns.map((c) => [c.name.toLowerCase(), key.has(c.name.toLowerCase()) ? { ...c, nullable: false } : c]));
     const columns = next.columns

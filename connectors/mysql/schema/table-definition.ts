@@ -20,7 +20,7 @@ export interface TableDefinition {
   readonly database: string;
   readonly table: string;
   readonly columns: readonly ColumnDefinition[];
-  /** Primary key (or the first unique key of NOT NULL columns) in key order; empty when none. */
+  /** Primary key in key order (a unique key never stands in for it: information_schema's PRIMARY index, the DDL's PRIMARY KEY); empty when none. */
   readonly key: readonly string[];
   /** The table's default charset, for columns added later without one. */
   readonly defaultCharset: string | null;
