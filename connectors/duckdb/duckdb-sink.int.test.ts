@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { Writable } from "node:stream";
@@ -574,6 +574,30 @@ describe("DuckDB sink specifics", () => {
     const other = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("foreign")}`, path: foreign, target: TARGET_TEMPLATE }), { logger: testLogger() });
     await assert.rejects(other.open(signal()), /not a valid DuckDB database file/);
     assert.equal(statSync(foreign).size, "not a database".length, "left as it was");
+  });
+
+  test("a file holding only the start of DuckDB's header (left by a first open with a few KB free) is created anew, not refused for ever; a short file of another program is still refused", async () => {
+    const whole = join(dir, "header-source.duckdb");
+    const instance = await DuckDBInstance.create(whole);
+    const connection = await instance.connect();
+    await connection.run("CHECKPOINT");
+    connection.closeSync();
+    instance.closeSync();
+    const own = join(dir, "header-only.duckdb");
+    writeFileSync(own, readFileSync(whole).subarray(0, 4096));
+    const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("header")}`, path: own, target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await sink.open(signal());
+    try {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    } finally {
+      await sink.close();
+    }
+    const foreign = join(dir, "foreign-page.duckdb");
+    writeFileSync(foreign, Buffer.alloc(4096, "x"));
+    const other = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("foreignpage")}`, path: foreign, target: TARGET_TEMPLATE }), { logger: testLogger() });
+    await assert.rejects(other.open(signal()), /not a valid DuckDB database file|Could not read enough bytes/);
+    assert.equal(statSync(foreign).size, 4096, "left as it was");
   });
 
   test("the query endpoint's connection is kept between queries: each sees the writes committed before it, and it answers after a refused, a failed and a timed-out query", async () => {

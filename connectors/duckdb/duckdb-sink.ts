@@ -8,7 +8,7 @@
  * group of unchanged-TOAST columns) and the consumer offsets. Deletes keep the row as a tombstone
  * with its version, so a replayed older insert cannot bring it back.
  */
-import { mkdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import type { DuckDBAppender, DuckDBConnection, DuckDBValue } from "@duckdb/node-api";
@@ -202,15 +202,17 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
   }
 
   /**
-   * A first open that found the disk full leaves the file created but empty, which DuckDB then refuses for ever ("not a
-   * valid DuckDB database file"), so the sink never started once space was freed. An empty file (and no WAL beside it)
-   * holds nothing: it is removed, for DuckDB to create the database anew. True when it was.
+   * A first open that found the disk full leaves the file created but empty, or with part of DuckDB's header area only
+   * (3 blocks of 4 KiB before any data), which DuckDB then refuses for ever ("not a valid DuckDB database file", "Could
+   * not read enough bytes from file"), so the sink never started once space was freed. Such a file (and no WAL beside
+   * it) holds nothing: it is removed, for DuckDB to create the database anew. True when it was. A file of another
+   * program (not empty, no DuckDB magic) is left alone.
    */
   #removeEmptyFile(error: unknown): boolean {
     const path = this.#config.path;
-    if (path === ":memory:" || !/not a valid DuckDB database file/.test(errorMessage(error))) return false;
+    if (path === ":memory:" || !/not a valid DuckDB database file|Could not read enough bytes from file/.test(errorMessage(error))) return false;
     const size = (file: string) => statSync(file, { throwIfNoEntry: false })?.size;
-    if (size(path) !== 0 || (size(`${path}.wal`) ?? 0) !== 0) return false;
+    if ((size(`${path}.wal`) ?? 0) !== 0 || !isUnfinishedDuckDbFile(path)) return false;
     rmSync(path);
     rmSync(`${path}.wal`, { force: true });
     this.#logger.warn({ path }, "removed an empty DuckDB file (left by a first open that found the disk full): the database is created anew");
@@ -1308,4 +1310,18 @@ function caseDistinct(columns: readonly TargetColumn[], context: PlanContext): r
 
 export function createDuckDbSink(config: DuckDbSinkConfig, options: DuckDbSinkOptions): DuckDbSink {
   return new DuckDbSink(config, options);
+}
+
+/** DuckDB's header area: a main header and two database headers of 4 KiB each, before any data block. */
+const DUCKDB_HEADER_BYTES = 3 * 4096;
+/** Where DuckDB's main header holds its magic bytes (after an 8-byte checksum). */
+const DUCKDB_MAGIC_OFFSET = 8;
+
+/** Whether `path` is empty, or shorter than DuckDB's header area and either all zeros or starting as a DuckDB file. */
+function isUnfinishedDuckDbFile(path: string): boolean {
+  const size = statSync(path, { throwIfNoEntry: false })?.size;
+  if (size === undefined || size >= DUCKDB_HEADER_BYTES) return false;
+  if (size === 0) return true;
+  const head = readFileSync(path);
+  return head.subarray(DUCKDB_MAGIC_OFFSET, DUCKDB_MAGIC_OFFSET + 4).toString("latin1") === "DUCK" || head.every((byte) => byte === 0);
 }
