@@ -16,6 +16,15 @@ test("a full, over-quota or read-only disk on the ClickHouse server is a storage
   assert.equal(storageRefusal(27, "Code: 27, e.displayText() = DB::Exception: Cannot parse input"), null);
 });
 
+test("a data error quoting a row whose text reads like a storage refusal (a parse error showing the value) is not a storage refusal (the row is isolated as data, not retried for ever)", () => {
+  const parseError = (value: string) =>
+    `Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected \\n before: x\\n: (at row 1)\n\nRow 1:\nColumn 0,   name: s, type: String, parsed text: "${value}"\nColumn 1,   name: a, type: UInt8,  ERROR: text "x<LINE FEED>" is not like UInt8\n, e.what() = DB::Exception`;
+  assert.equal(storageRefusal(27, parseError("disk said No space left on device")), null);
+  assert.equal(storageRefusal(27, parseError("errno: 30")), null);
+  assert.equal(storageRefusal(53, "Code: 53, e.displayText() = DB::Exception: Type mismatch: Read-only file system"), null);
+  assert.equal(storageRefusal(null, "write failed: errno: 28, strerror: No space left on device"), "its disk is full", "an error without a code is still read");
+});
+
 test("the path the server could not write is read from its message", () => {
   assert.equal(refusedPath(enospc), "/srv/ch/data/shop/t__v1/tmp_insert_all_6_6_0/primary.idx");
   assert.equal(refusedPath("Code: 243, e.displayText() = DB::Exception: Cannot reserve 1.00 MiB, not enough space"), null);

@@ -9,6 +9,14 @@
 /** NOT_ENOUGH_SPACE: no disk of the table's storage policy can reserve the part's size. */
 const NOT_ENOUGH_SPACE = 243;
 
+/**
+ * The codes a storage refusal comes with: CANNOT_WRITE_TO_FILE_DESCRIPTOR, CANNOT_OPEN_FILE, NOT_ENOUGH_SPACE and
+ * STD_EXCEPTION (a std::filesystem error). Any other code's message may quote a row's text ("No space left on
+ * device" in a value a parse error shows): read as a storage refusal it would be retried for ever instead of
+ * isolating the row.
+ */
+const STORAGE_CODES: ReadonlySet<number> = new Set([75, 76, NOT_ENOUGH_SPACE, 1001]);
+
 /** The errnos of a full or read-only disk: ENOSPC, EDQUOT, EROFS. */
 const STORAGE_ERRNOS: ReadonlyMap<number, string> = new Map([
   [28, "its disk is full"],
@@ -19,6 +27,7 @@ const STORAGE_ERRNOS: ReadonlyMap<number, string> = new Map([
 /** Why the server's storage refused the write, in a few words, or null when the error is not about its storage. */
 export function storageRefusal(code: number | null, message: string): string | null {
   if (code === NOT_ENOUGH_SPACE) return "its disk is full";
+  if (code !== null && !STORAGE_CODES.has(code)) return null;
   const errno = /errno: (\d+)/.exec(message);
   if (errno !== null) return STORAGE_ERRNOS.get(Number(errno[1])) ?? null;
   if (/No space left on device/i.test(message)) return "its disk is full";
