@@ -111,6 +111,26 @@ function serverText(context: ErrorContext): string {
   return `MySQL/MariaDB${at}${source}`;
 }
 
+/** ER_USER_LIMIT_REACHED: an account resource limit (MAX_USER_CONNECTIONS and the hourly ones). */
+const ER_USER_LIMIT_REACHED = 1226;
+/** ER_TOO_MANY_USER_CONNECTIONS: the server's max_user_connections. */
+const ER_TOO_MANY_USER_CONNECTIONS = 1203;
+
+/**
+ * The most connections a source opens as its account at once: the catalog and the binlog, up to snapshot.parallelism
+ * for the initial snapshot and as many lanes for online snapshots, and one for the signal table.
+ */
+export function connectionsNeeded(snapshot: { readonly parallelism: number; readonly signal_table?: string | undefined }): number {
+  return 2 + 2 * snapshot.parallelism + (snapshot.signal_table === undefined ? 0 : 1);
+}
+
+/** What to do about an account's MAX_USER_CONNECTIONS, with the count of this source when its context holds it. */
+function userConnectionsRemedy(context: ErrorContext): string {
+  const needed = context["connectionsNeeded"];
+  const count = typeof needed === "number" ? `up to ${needed} connections with this config` : "up to 2 + 2 × snapshot.parallelism connections (+1 with snapshot.signal_table)";
+  return `Sluice opens ${count} (the catalog and the binlog, snapshot.parallelism for the initial snapshot and as many for online snapshots, one for the signal table): if the account's MAX_USER_CONNECTIONS (or the server's max_user_connections) is below that, raise it (one more leaves room for a reconnect) or lower snapshot.parallelism; tried again`;
+}
+
 export function toSluiceError(error: unknown, what: string, context: ErrorContext): SluiceError {
   if (error instanceof SluiceError) return error;
   const detail = error instanceof Error ? error.message : String(error);
@@ -142,6 +162,9 @@ export function toSluiceError(error: unknown, what: string, context: ErrorContex
     });
   }
   if (error instanceof CatalogWaitError) return new ConnectionError(`${what}: ${detail}`, { code: error.code, cause: error, context: fullContext });
+  if (errno === ER_TOO_MANY_USER_CONNECTIONS || (errno === ER_USER_LIMIT_REACHED && /max_user_connections/i.test(detail))) {
+    return new ConnectionError(`${what}: ${detail}; ${userConnectionsRemedy(context)}`, { cause: error, context: fullContext });
+  }
   if (isRetriableMysqlError(error)) return new ConnectionError(`${what}: ${detail}`, { cause: error, context: fullContext });
   const sluiceCode = (typeof code === "string" ? PERMANENT_CODES[code] : undefined) ?? "MYSQL_ERROR";
   const hint = sluiceCode === "MYSQL_PRIVILEGE_MISSING" ? ` (${serverText(context)}; docs/mysql.md lists the grants Sluice's user needs)` : "";

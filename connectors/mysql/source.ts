@@ -28,7 +28,7 @@ import { CATALOG_TIMEOUT_MS, catalogSessionSql, connectionOptions } from "./conn
 import { checkPrivileges } from "./privileges.ts";
 import { MysqlGtidSet } from "./gtid.ts";
 import { HeartbeatArrivals } from "./heartbeat-arrivals.ts";
-import { toSluiceError } from "./mysql-errors.ts";
+import { connectionsNeeded, toSluiceError } from "./mysql-errors.ts";
 import { binlogAt, binlogFileIndex, EPOCH_FILES, formatAt, MAX_BINLOG_EPOCH, throughPosition } from "./positions.ts";
 import { EventParser } from "./protocol/event-parser.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
@@ -129,7 +129,7 @@ export class MysqlSource extends CaptureSource<SourceBatch, StreamState> impleme
     this.options = options;
     this.name = config.name;
     this.logger = options.logger.child({ component: "mysql-source", source: config.name });
-    this.context = { component: "mysql-source", source: config.name, server: `${config.host}:${config.port}` };
+    this.context = { component: "mysql-source", source: config.name, server: `${config.host}:${config.port}`, connectionsNeeded: connectionsNeeded(config.snapshot) };
     this.history = options.schemaHistory ?? new MemorySchemaHistoryStore();
     this.online = new MysqlOnlineSnapshots({
       config,
