@@ -215,6 +215,8 @@ const swapCases: SwapCase[] = [
       { what: "its view switch not reaching the server", match: (r) => /^RENAME TABLE .*__view_old_/m.test(textOf(r)), times: 5, cut: "cut-before" },
       // Applied, its reply lost: the connection's own resend fails 57 (`old` exists) and the sink finds the view reading the new table.
       { what: "its view switch applied, the reply lost", match: (r) => /^RENAME TABLE .*__view_old_/m.test(textOf(r)), times: 1, cut: "cut-after", doneBySink: true },
+      // The new generation's `next` view made, its reply lost: the connection's own resend fails 57 (`next` exists), which is this process's own view.
+      { what: "its next view made, the reply lost", match: (r) => /^CREATE VIEW .*__view_next_/m.test(textOf(r)) && textOf(r).includes("__v2`"), times: 1, cut: "cut-after", doneBySink: true },
       // After the view switch and the catalog save: the old table's drop applied, its reply lost.
       { what: "the old table's drop applied, the reply lost", match: (r) => /DROP TABLE IF EXISTS \S+__v1`/.test(textOf(r)), times: 5, cut: "cut-after" },
     ],

@@ -958,7 +958,12 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const old = `${table.target}__view_old_${this.#scratch}`;
     const makeNext = async (): Promise<void> => {
       await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, next)}`, signal);
-      await this.#conn().command(createViewSql(this.#database, next, table.physical, table.columns), signal);
+      await this.#conn()
+        .command(createViewSql(this.#database, next, table.physical, table.columns), signal)
+        .catch((error: unknown) => {
+          // The connection resends a CREATE whose reply was lost; the resend finds the view the first made (no one else uses this name).
+          if (serverErrorCode(error) !== 57) throw error;
+        });
     };
     await makeNext();
     for (let attempt = 1; ; attempt++) {
