@@ -1,6 +1,7 @@
 /** SQLite failures of the embedded log as Sluice errors: lock contention heals (retriable), corruption does not. */
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -58,6 +59,25 @@ test("a folder's write check: a writable folder passes and keeps no file behind;
     assert.deepEqual(readdirSync(folder), []);
     assert.equal(folderWriteRefusal(join(folder, "missing")), "ENOENT");
   } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+});
+
+test("a folder's write check on a file system turned read-only says EROFS, even beside a probe a killed process of the same pid left", (t) => {
+  if (process.getuid?.() !== 0) return t.skip("needs root to mount a tmpfs and remount it read-only");
+  const folder = mkdtempSync(join(tmpdir(), "sluice-write-check-ro-"));
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", folder], { stdio: "ignore" });
+  } catch {
+    rmSync(folder, { recursive: true, force: true });
+    return t.skip("mounting a tmpfs was refused");
+  }
+  try {
+    writeFileSync(join(folder, `.sluice-write-check-${process.pid}`), "");
+    execFileSync("mount", ["-o", "remount,ro", folder], { stdio: "ignore" });
+    assert.equal(folderWriteRefusal(folder), "EROFS");
+  } finally {
+    execFileSync("umount", [folder]);
     rmSync(folder, { recursive: true, force: true });
   }
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { closeSync, openSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { SluiceError } from "../errors.ts";
@@ -25,7 +26,9 @@ export function sqliteErrorCode(error: unknown): number | undefined {
  * ext4 turned read-only after disk errors (errors=remount-ro, shown as emergency_ro) still passes W_OK.
  */
 export function folderWriteRefusal(folder: string): string | undefined {
-  const probe = join(folder, `.sluice-write-check-${process.pid}`);
+  // Not the pid alone: a probe left by a kill -9 under the same pid (1 in every container) would answer EEXIST, read
+  // as writable, even once the file system turned read-only; and threads of one process share the pid.
+  const probe = join(folder, `.sluice-write-check-${process.pid}-${randomUUID()}`);
   try {
     closeSync(openSync(probe, "wx"));
     unlinkSync(probe);
