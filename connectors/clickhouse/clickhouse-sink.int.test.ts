@@ -298,7 +298,7 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
-  test("a rebuild's swap stopped between its view switch's two catalog saves (the new table live, the old one not yet dropped): the sink opened over two live tables keeps the one the view reads and writes there", async () => {
+  test("a rebuild's swap stopped between its view switch's two catalog saves (the new table live, the old one not yet dropped): the sink opened over two live tables keeps the one the view reads, copies into it the rows only the other holds, and writes there", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);
     const view = qualified(database, target);
@@ -318,6 +318,8 @@ describe("ClickHouse sink specifics", () => {
       `INSERT INTO ${tables} (target, physical, role, generation, columns, dropped, _seq) SELECT target, physical, 'live', argMax(generation, _seq), argMax(columns, _seq), 0, max(_seq) + 1 ` +
         `FROM ${tables} WHERE physical = '${target}__v2' GROUP BY target, physical`,
     );
+    // An older Sluice then wrote (and acknowledged) a row into the other table only: the repair must not drop it with its table.
+    await sql(`INSERT INTO ${qualified(database, `${target}__v1`)} (id, v, _sluice_version, _sluice_deleted) VALUES (5, 'only in v1', 5, 0)`);
     await first.close();
     const restarted = createSink(name);
     await restarted.open(signal());
@@ -327,8 +329,8 @@ describe("ClickHouse sink specifics", () => {
       for (let id = 10; id < 15; id++) assert.deepEqual((await restarted.write([events.insert(BigInt(id), { id, v: `new ${id}` })], signal())).failures, []);
       assert.deepEqual(
         (await rows(`SELECT id, v FROM ${view} ORDER BY id`)).map((r) => `${r["id"]} ${r["v"]}`),
-        ["1 b", "10 new 10", "11 new 11", "12 new 12", "13 new 13", "14 new 14"],
-        "the writes went where the view reads",
+        ["1 b", "5 only in v1", "10 new 10", "11 new 11", "12 new 12", "13 new 13", "14 new 14"],
+        "the other table's row it lacked was copied (its same change, 1 a, was not), and the writes went where the view reads",
       );
     } finally {
       await restarted.close();

@@ -39,7 +39,7 @@ import type { ClickHouseSinkConfig, ClickHouseSinkOptions } from "./config.ts";
 import { ClickHouseConnection, ClickHouseDataError, serverErrorCode } from "./connection.ts";
 import { addedMismatch, CatalogMismatch, checkTable, describeColumn, describeServerColumn, evolutionSteps, parseServerColumns, sameColumns, systemColumnsSql, takes, writesAs } from "./consistency.ts";
 import type { MismatchContext, ServerColumn, ServerTables } from "./consistency.ts";
-import { addColumnSql, countCurrentRowsMeetingSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, viewDefinitionSql, viewSource } from "./ddl.ts";
+import { addColumnSql, countCurrentRowsMeetingSql, countCurrentRowsSql, createTableSql, createViewSql, ident, modifyColumnSql, qualified, TRUNCATES_TABLE, viewDefinitionSql, viewSource } from "./ddl.ts";
 import { keyLiteral, readValue, skipValue, writeValue } from "./codec.ts";
 import { parseTsv, sqlString, unescapeField } from "./tsv.ts";
 import { sleep } from "../../runtime/backoff.ts";
@@ -1050,12 +1050,43 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const source = await this.#viewSource(target, signal);
     const kept = lives.find((t) => t.physical === source) ?? lives.reduce((a, b) => (b.generation > a.generation ? b : a));
     const others = lives.filter((t) => t !== kept);
+    const copied: Record<string, number> = {};
+    for (const other of others) copied[other.physical] = await this.#copyInto(kept, other, signal);
     await this.#cat().saveAll(others.map((table) => ({ table, dropped: true })), signal);
     for (const other of others) await this.#dropSaved(other, signal);
     this.#logger.warn(
-      { target, live: kept.physical, dropped: others.map((t) => t.physical) },
-      "finished a rebuild's swap stopped between its catalog saves (two tables recorded live): the table the view reads is kept live, the other dropped",
+      { target, live: kept.physical, dropped: others.map((t) => t.physical), copied },
+      "finished a rebuild's swap stopped between its catalog saves (two tables recorded live): the table the view reads is kept live, the other's rows copied into it, then the other dropped",
     );
+  }
+
+  /**
+   * Copies into `kept` the rows of `from` it lacks: an older Sluice may have written (and acknowledged) rows only
+   * there. Every version row, tombstones too, so the newest version per key wins in `kept`; a (key, version) `kept`
+   * holds already is left out (the same change, possibly written differently by a rebuild), and so are rows at or
+   * below `from`'s newest truncate. Only the columns both tables have. Repeated after a crash, it copies nothing twice.
+   */
+  async #copyInto(kept: ClickHouseTable, from: ClickHouseTable, signal: AbortSignal): Promise<number> {
+    const server = parseServerColumns(await this.#conn().select(systemColumnsSql(this.#database, [kept.physical, from.physical]), signal));
+    const source = server.get(from.physical);
+    const into = server.get(kept.physical);
+    if (!source || !into) return 0;
+    const writable = (c: ServerColumn): boolean => c.defaultKind !== "MATERIALIZED" && c.defaultKind !== "ALIAS";
+    const names = new Set(source.filter(writable).map((c) => c.name));
+    const list = into.filter((c) => writable(c) && names.has(c.name)).map((c) => ident(c.name));
+    const key = [...into.filter((c) => c.sortingKey).map((c) => ident(c.name)), ident(VERSION_COLUMN)].join(", ");
+    const where =
+      `WHERE ${ident(VERSION_COLUMN)} > (SELECT max(version) FROM ${qualified(this.#database, TRUNCATES_TABLE)} WHERE physical = ${sqlString(from.physical)}) ` +
+      `AND (${key}) NOT IN (SELECT ${key} FROM ${qualified(this.#database, kept.physical)})`;
+    const [count] = parseTsv(await this.#conn().select(`SELECT count() FROM ${qualified(this.#database, from.physical)} ${where} FORMAT TabSeparated`, signal));
+    const rows = Number(count?.[0]?.toString() ?? "0");
+    if (rows > 0) {
+      await this.#conn().command(
+        `INSERT INTO ${qualified(this.#database, kept.physical)} (${list.join(", ")}) SELECT ${list.join(", ")} FROM ${qualified(this.#database, from.physical)} ${where}`,
+        signal,
+      );
+    }
+    return rows;
   }
 
   /**
