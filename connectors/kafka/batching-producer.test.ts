@@ -233,7 +233,7 @@ test("with retry.maxAttempts 1 (a command), a batch refused over a lowered max.m
   const { producer } = producerWith(kafka, {
     lingerMs: 0,
     retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
-    onMessageTooLarge: async (topics) => (asked.push([...topics]), [{ topic: "t", was: 1000, now: 500 }]),
+    onMessageTooLarge: async (topics) => void (asked.push([...topics]), producer.limitLowered({ topic: "t", was: 1000, now: 500 })),
   });
   await producer.send([message("t", "a"), message("t", "b")]);
   assert.deepEqual(values(kafka), ["t:a", "t:b"]);
@@ -256,7 +256,7 @@ test("a connection a broker closed under a request over its socket.request.max.b
     retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
     clock: () => (clockMs += REQUEST_LIMIT_READ_EVERY_MS),
     requestLimit: () => requestLimit,
-    onConnectionClosed: async () => (reads++, (requestLimit = 300), { was: null, now: 300, setting: "socket.request.max.bytes of the brokers (1324) less 1024 bytes of request framing" }),
+    onConnectionClosed: async () => void (reads++, (requestLimit = 300), producer.limitLowered({ was: null, now: 300, setting: "socket.request.max.bytes of the brokers (1324) less 1024 bytes of request framing" })),
   });
   kafka.failures.push(closed());
   // Three records of 100 counted bytes went in one request; within 300 with their partition's framing, two do.
@@ -283,7 +283,7 @@ test("a request over socket.request.max.bytes reset on a real network (kafkajs: 
     retry: { initialMs: 1, maxMs: 2, maxAttempts: 1 },
     clock: () => (clockMs += REQUEST_LIMIT_READ_EVERY_MS),
     requestLimit: () => requestLimit,
-    onConnectionClosed: async () => (reads++, (requestLimit = 300), { was: null, now: 300 }),
+    onConnectionClosed: async () => void (reads++, (requestLimit = 300), producer.limitLowered({ was: null, now: 300 })),
   });
   for (const code of ["EPIPE", "ECONNRESET"]) {
     requestLimit = undefined;
@@ -377,7 +377,7 @@ test("two brokers dropping a send's requests at once (kafkajs sends to each lead
       reads++;
       await new Promise((resolve) => setTimeout(resolve, 20));
       requestLimit = 300;
-      return { was: null, now: 300 };
+      producer.limitLowered({ was: null, now: 300 });
     },
   });
   await producer.send([message("t", "a"), message("t", "b"), message("t", "c")]);

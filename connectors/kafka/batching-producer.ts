@@ -87,12 +87,13 @@ export interface BatchingProducerOptions {
    */
   readonly onUnknownTopic?: (topics: readonly string[]) => Promise<void>;
   /**
-   * A delivery failed with MESSAGE_TOO_LARGE: called with the unit's topics to read their max.message.bytes again; answers
-   * those whose limit is now below the one known (an operator lowered it while Sluice ran). The unit then fails as
+   * A delivery failed with MESSAGE_TOO_LARGE: called with the unit's topics to read their max.message.bytes again; tells
+   * limitLowered those whose limit is now below the one known (an operator lowered it while Sluice ran), the one place a
+   * lowered limit is recorded, whichever read found it. The unit then fails as
    * retriable, so that its writer sends its records again within the new limits (capture halts the table of a change
    * over one) instead of stopping for good.
    */
-  readonly onMessageTooLarge?: (topics: readonly string[]) => Promise<readonly LoweredLimit[]>;
+  readonly onMessageTooLarge?: (topics: readonly string[]) => Promise<void>;
   /**
    * The largest record a produce request carries alone (the brokers' socket.request.max.bytes less its framing), when
    * known: requests are cut within it. A broker closes the connection of a larger one, which kafkajs retries for ever.
@@ -100,9 +101,10 @@ export interface BatchingProducerOptions {
   readonly requestLimit?: () => number | undefined;
   /**
    * A broker closed a delivery's connection: reads the brokers' socket.request.max.bytes again (a broker restarted with a
-   * lower one); answers it when now lower than known, and the delivery is then written again as after onMessageTooLarge.
+   * lower one); tells limitLowered when it is now lower than known, and the delivery is then written again as after
+   * onMessageTooLarge.
    */
-  readonly onConnectionClosed?: () => Promise<Omit<LoweredLimit, "topic"> | undefined>;
+  readonly onConnectionClosed?: () => Promise<void>;
   /** Milliseconds of a monotonic clock (performance.now by default), for how often onConnectionClosed is called. */
   readonly clock?: () => number;
   /**
@@ -464,13 +466,9 @@ export class BatchingProducer {
    */
   private async limitsLowered(unit: Unit, failure: SluiceError): Promise<{ error: SluiceError; recordOver: boolean } | undefined> {
     const topics = [...new Set([...unit.messages, ...unit.checkpoints.values()].map((m) => m.topic))];
-    const answered = this.options.onMessageTooLarge
-      ? await this.options.onMessageTooLarge(topics).catch((error: unknown) => {
-          this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
-          return [];
-        })
-      : [];
-    for (const limit of answered) this.limitLowered(limit);
+    await this.options.onMessageTooLarge?.(topics).catch((error: unknown) => {
+      this.logger.warn({ err: error, topics }, "could not read the max.message.bytes of the topics of a batch Kafka refused as too large");
+    });
     const lowered = this.takeLowerings(unit);
     if (lowered.length === 0) return undefined;
     const recordOver = this.recordOver(unit, lowered);
@@ -534,7 +532,7 @@ export class BatchingProducer {
     this.requestLimitReadAt = now;
     this.requestLimitRead = read()
       .then(
-        (lowered) => void (lowered !== undefined && this.limitLowered(lowered)),
+        () => undefined,
         (error: unknown) => void this.logger.warn({ err: error }, "could not read the brokers' socket.request.max.bytes after a broker closed a produce's connection"),
       )
       .finally(() => (this.requestLimitRead = undefined));

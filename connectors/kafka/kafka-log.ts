@@ -262,9 +262,9 @@ export class KafkaTopicLog implements TopicLog {
       untilVisible: (offsets) => this.committedVisible(offsets),
       batchLimitOf: (topic) => this.recordLimitOf(topic)?.bytes,
       onUnknownTopic: (topics) => this.createDeletedAgain(topics),
-      onMessageTooLarge: (topics) => this.readRecordLimitsAgain(topics),
+      onMessageTooLarge: async (topics) => void (await this.readRecordLimitsAgain(topics)),
       requestLimit: () => this.requestLimit?.bytes,
-      onConnectionClosed: () => this.readRequestLimit(),
+      onConnectionClosed: async () => void (await this.readRequestLimit()),
       onInvalidTimestamp: (topics) => this.readTimestampWindows(topics),
     });
     this.registryJournal = new KafkaJournal(this, registryTopic(options.deployment), {
@@ -702,7 +702,7 @@ export class KafkaTopicLog implements TopicLog {
   }
 
   /**
-   * Every limit a read finds lower than known is told to the producer here, whichever read found it (a refusal's, a
+   * Every limit a read finds lower than known is told to the producer here and only here, whichever read found it (a refusal's, a
    * dropped request's, a halted table's retry): a record queued before it and over it is then refused for its table,
    * not sent alone and dropped for ever (a later read finds nothing lower).
    */
