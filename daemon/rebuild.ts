@@ -8,6 +8,7 @@
 import type { PartitionOffsets, Position, SinkChange, TableId, TableSchema, TopicLog } from "../connectors/contracts.ts";
 import { ConnectionError, SluiceError } from "../connectors/errors.ts";
 import { isVersionedSink } from "../connectors/sinks/contract.ts";
+import { errorMessage } from "../connectors/sinks/errors.ts";
 import { personalValuesOf, redactFailures, Redactor } from "../connectors/sinks/personal-values.ts";
 import type { RebuildableSink, RebuildRowCounts } from "../connectors/sinks/contract.ts";
 import { controlledTopic } from "./control-records.ts";
@@ -124,13 +125,22 @@ async function gapsWhileReading(
   targets: ReadonlyMap<string, bigint>,
   skipped: readonly { readonly topic: string; readonly partition: number; readonly from: bigint; readonly to: bigint }[],
   position: (topic: string, partition: number) => bigint | null,
-): Promise<HistoryGap[]> {
+  logger: Logger,
+  sink: string,
+): Promise<{ gaps: HistoryGap[]; unchecked?: string }> {
   const gaps = new Map<string, HistoryGap>();
+  let unchecked: string | undefined;
   for (const s of skipped) gaps.set(partitionKey(s.topic, s.partition), { topic: s.topic, partition: s.partition, start: s.to, from: s.from });
   for (const topic of new Set([...targets.keys()].map((key) => key.slice(0, key.lastIndexOf(":"))))) {
     // The topic log failing now (unreachable) must not hide the refusal: the partitions the consumer skipped are named still.
-    const ranges = await log.partitionOffsets(topic).catch(() => null);
-    if (ranges === null) break;
+    let ranges: PartitionOffsets[];
+    try {
+      ranges = await log.partitionOffsets(topic);
+    } catch (error) {
+      logger.warn({ err: error, sink, topic }, "could not look up the first offsets of the topic's partitions for the rebuild's refusal: it names only the partitions the rebuild met");
+      unchecked = errorMessage(error);
+      break;
+    }
     for (const range of ranges) {
       const end = targets.get(`${topic}:${range.partition}`);
       const at = position(topic, range.partition) ?? 0n;
@@ -138,7 +148,8 @@ async function gapsWhileReading(
       gaps.set(partitionKey(topic, range.partition), { topic, partition: range.partition, start: range.start, from: at });
     }
   }
-  return [...gaps.values()].sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+  const sorted = [...gaps.values()].sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
+  return unchecked === undefined ? { gaps: sorted } : { gaps: sorted, unchecked };
 }
 
 /** What a rebuild from incomplete history would do, and what the operator can do instead. */
@@ -156,9 +167,11 @@ export function describeHistoryGaps(sink: string, gaps: readonly HistoryGap[]): 
   );
 }
 
-export function historyIncompleteError(sink: string, gaps: readonly HistoryGap[]): SluiceError {
+/** `unchecked`: why the other partitions could not be looked up (the refusal names only those met). */
+export function historyIncompleteError(sink: string, gaps: readonly HistoryGap[], unchecked?: string): SluiceError {
   const first = gaps[0]!;
-  return new SluiceError(`rebuild refused: ${describeHistoryGaps(sink, gaps)}. Nothing changed.`, {
+  const note = unchecked === undefined ? "" : ` (other partitions not checked: ${unchecked})`;
+  return new SluiceError(`rebuild refused: ${describeHistoryGaps(sink, gaps)}${note}. Nothing changed.`, {
     code: "REBUILD_HISTORY_INCOMPLETE",
     context: { component: "rebuild", sink, topic: first.topic, partition: first.partition, offset: first.start.toString(), partitions: gaps.length },
   });
@@ -452,7 +465,10 @@ async function rebuild(options: RebuildOptions, meter: RebuildProgressMeter): Pr
         const batch = await consumer.poll({ maxRecords: options.batchRecords ?? 5_000, maxBytes: 16 << 20, maxWaitMs: 200, signal });
         // Retention deleted records while the rebuild read (it started complete): the new generation would miss their rows.
         const skipped = consumer.takeSkipped?.() ?? [];
-        if (skipped.length > 0) throw historyIncompleteError(sink.name, await gapsWhileReading(log, targets, skipped, (topic, partition) => consumer.position(topic, partition)));
+        if (skipped.length > 0) {
+          const { gaps, unchecked } = await gapsWhileReading(log, targets, skipped, (topic, partition) => consumer.position(topic, partition), logger, sink.name);
+          throw historyIncompleteError(sink.name, gaps, unchecked);
+        }
         records += await exclusive(async () => {
           const changes: SinkChange[] = [];
           for (const record of batch) {
