@@ -184,6 +184,12 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
   /** What the publication's options were last told to keep from the stream (checkPublicationOptions; "" when nothing). */
   private toldPublicationOptions = "";
   private publicationGapNow: PublicationGap | null = null;
+  /**
+   * Tables handed back as renamed between a listing and the ALTER PUBLICATION adding them (by relid: the name listed,
+   * and whether the look's republish is still to skip it under that dead name), so the next look adds them under
+   * their name then and tells them as renamed, not as taken out of the publication.
+   */
+  private readonly renamedWhileAdded = new Map<number, { name: string; skip: boolean }>();
   private pendingStream: StreamStart | null = null;
   /** prepare()'s catalog reads, until a connect takes them up. */
   private inspecting: Promise<Inspection> | null = null;
@@ -363,6 +369,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const locked: TableRef[] = [];
     const renamed: TableRef[] = [];
     const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, (tables, why) => (why === "renamed" ? renamed : locked).push(...tables));
+    this.handedBackRenamed(renamed);
     if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
@@ -782,6 +789,7 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       // Those it could not add were warned about: not again as taken out of the publication (republish), except those a
       // lock kept out, tried again after a while, and those renamed meanwhile, at the next look.
       const retried = (t: TableRef) => locked.includes(t) || renamed.includes(t);
+      this.handedBackRenamed(renamed);
       for (const t of keyed) if (!added.includes(t) && !retried(t)) this.republished.markDone(t.relid);
       this.republished.tried(locked, [], Date.now());
       await this.readAlreadyPublished(catalog, keyed.filter((t) => !added.includes(t) && !retried(t)), emptied, backfill);
@@ -958,7 +966,11 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     const published = new Set((await publishedTables(catalog, this.names.publication, this.server?.version ?? 0)).map((t) => `${t.schema}.${t.table}`));
     // Not via the root (Sluice does not change that), a partitioned table is listed by its partitions.
     const members = publication.viaRoot ? new Set<number>() : await publicationMembers(catalog, this.names.publication);
-    const out = known.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
+    const unpublished = known.filter((t) => !published.has(`${t.schema}.${t.table}`) && !(t.kind === "p" && members.has(t.relid)));
+    // One this look just found renamed is listed under its dead name: not tried again under it (the next look lists its name).
+    const out = unpublished.filter((t) => !this.skipRenamed(t));
+    const stillOut = new Set(unpublished.map((t) => t.relid));
+    for (const relid of this.renamedWhileAdded.keys()) if (!stillOut.has(relid)) this.renamedWhileAdded.delete(relid);
     const now = Date.now();
     const fresh = this.republished.due(out, now);
     if (fresh.length === 0) return;
@@ -969,18 +981,29 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // One renamed between the listing and the ALTER is tried again under its name at the next look.
     const renamed = new Set<number>();
     const added = await ensurePublication(catalog, this.config, this.names, fresh, this.server?.version ?? 0, this.logger, this.context, () => false, backfill, (tables, why) => {
-      if (why === "renamed") for (const t of tables) renamed.add(t.relid);
+      if (why !== "renamed") return;
+      for (const t of tables) renamed.add(t.relid);
+      this.handedBackRenamed(tables, false);
     });
     this.republished.tried(fresh.filter((t) => !renamed.has(t.relid)), added, now);
     // Put back by Sluice itself, with its backfill: their new memberships are no one else's (those still out stay marked out).
     // A read again still pending for one of them is that backfill's.
     for (const table of added) this.readdedPending.delete(table.relid);
     if (added.length > 0) await this.compareMemberships(await publicationMemberships(catalog, this.names.publication), new Map(known.map((t) => [t.relid, t])), new Set(added.map((t) => t.relid)));
-    if (added.length > 0) {
-      // Their backfills read as wholeRead says; this look's check of the publication's options was just made.
-      const keptLeftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
+    // Their backfills read as wholeRead says; this look's check of the publication's options was just made.
+    const keptLeftOut = (this.publicationGapNow?.unpublished ?? []).filter((action) => action === "delete" || action === "truncate");
+    const addedRenamed = added.filter((t) => this.renamedWhileAdded.delete(t.relid));
+    if (addedRenamed.length > 0) {
+      this.logger.info(
+        { publication: this.names.publication, tables: addedRenamed.map((t) => `${t.schema}.${t.table}`) },
+        `tables renamed while being added to publication "${this.names.publication}" are added under their names now` +
+          (backfill ? `; their rows are read by an online snapshot${keptLeftOut.length > 0 ? ` with no reset, as the publication leaves out ${keptLeftOut.join(" and ")}` : ""}` : ""),
+      );
+    }
+    const putBack = added.filter((t) => !addedRenamed.includes(t));
+    if (putBack.length > 0) {
       this.logger.warn(
-        { publication: this.names.publication, tables: added.map((t) => `${t.schema}.${t.table}`) },
+        { publication: this.names.publication, tables: putBack.map((t) => `${t.schema}.${t.table}`) },
         `captured tables were out of publication "${this.names.publication}" (taken out while capture ran, or kept out by a lock): their changes meanwhile were not streamed; ` +
           (backfill
             ? `put them back; their rows are read again by an online snapshot${keptLeftOut.length > 0 ? ` with no reset, as the publication leaves out ${keptLeftOut.join(" and ")}: the rows kept on purpose stay in the sinks` : ", whose closing reset removes the rows deleted meanwhile (the targets keep their rows until then)"}`
@@ -988,6 +1011,19 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
       );
     }
     if (!backfill) this.notBackfilled(added);
+  }
+
+  /** Tables ensurePublication handed back as renamed (`skip`: this look's republish is still to come and lists them under their dead name). */
+  private handedBackRenamed(tables: readonly TableRef[], skip = true): void {
+    for (const t of tables) this.renamedWhileAdded.set(t.relid, { name: `${t.schema}.${t.table}`, skip });
+  }
+
+  /** Whether republish leaves `table` out once: just handed back as renamed, and listed under the name it no longer has. */
+  private skipRenamed(table: TableRef): boolean {
+    const renamed = this.renamedWhileAdded.get(table.relid);
+    if (renamed === undefined || !renamed.skip) return false;
+    renamed.skip = false;
+    return renamed.name === `${table.schema}.${table.table}`;
   }
 
   /**
