@@ -247,3 +247,25 @@ for (const c of swapCases) {
     });
   }
 }
+
+test("clickhouse: a table's first view made on the live path, the reply lost: the connection's resend (error 57, its own scratch view) is taken as made and the write goes through", { timeout: 60_000 }, async () => {
+  let cut = 0;
+  const proxy = await HttpFaultProxy.start(clickhouse.url, (request) => {
+    if (cut >= 1 || !/^CREATE VIEW .*__view_next_/m.test(textOf(request))) return FORWARD;
+    cut++;
+    return { kind: "cut-after" };
+  });
+  const sink = clickhouseSink(proxy.url);
+  const signal = new AbortController().signal;
+  try {
+    const table = randomTableName("first_view");
+    const events = new Events(tableSchema(table, [["id", "integer"], ["name", "text"]]));
+    await sink.open(signal);
+    assert.deepEqual((await sink.write([events.insert(1n, { id: 1, name: "one" })], signal)).failures, []);
+    assert.equal(cut, 1, "the first view's CREATE was cut after the server made it");
+    assert.deepEqual([...(await clickhouseRows(`public_${table}`))], [[1, "one"]]);
+  } finally {
+    await sink.close();
+    await proxy.close();
+  }
+});
