@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
@@ -19,27 +19,11 @@ import { duckdbFloor } from "../../config/memory.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { DuckDbSink } from "./duckdb-sink.ts";
 import { ident } from "./sql.ts";
+import { mountExt4 } from "../../test/mounts.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "sluice-duckdb-"));
 const path = join(dir, "warehouse.duckdb");
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/** An ext4 image in `dir` loop-mounted with errors=remount-ro, and the sysfs file that makes ext4 take an error as if from the disk. */
-function mountFailingExt4(): { mount: string; trigger: string } | string {
-  if (process.getuid?.() !== 0) return "needs root to loop-mount an ext4 image";
-  const image = join(dir, "rofs.img");
-  const mount = join(dir, "rofs");
-  try {
-    execFileSync("truncate", ["-s", "16M", image]);
-    execFileSync("mkfs.ext4", ["-q", "-F", image], { stdio: "ignore" });
-    mkdirSync(mount);
-    execFileSync("mount", ["-o", "loop,errors=remount-ro", image, mount], { stdio: "ignore" });
-  } catch {
-    return "loop-mounting an ext4 image was refused";
-  }
-  const device = execFileSync("findmnt", ["-n", "-o", "SOURCE", mount], { encoding: "utf8" }).trim();
-  return { mount, trigger: `/sys/fs/ext4/${basename(device)}/trigger_fs_error` };
-}
 
 const createSink = (name: string, onError: "halt" | "dead-letter" = "halt") =>
   new DuckDbSink(testSinkConfig("duckdb", { name, path, target: TARGET_TEMPLATE, on_error: onError }), { logger: testLogger() });
@@ -537,13 +521,13 @@ describe("DuckDB sink specifics", () => {
   });
 
   test("the file system under the DuckDB file turned read-only (ext4 after a disk error): the write fails naming the file, the cause and what to do", async (t) => {
-    const failingExt4 = mountFailingExt4();
+    const failingExt4 = mountExt4({ remountReadOnlyOnError: true });
     if (typeof failingExt4 === "string") return t.skip(failingExt4);
     const { mount, trigger } = failingExt4;
     const own = join(mount, "read-only.duckdb");
     const sink = new DuckDbSink(testSinkConfig("duckdb", { name: `d_${randomTableName("rofs")}`, path: own, target: TARGET_TEMPLATE }), { logger: testLogger() });
-    await sink.open(signal());
     try {
+      await sink.open(signal());
       const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
       assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
       writeFileSync(trigger, "1");
@@ -554,7 +538,7 @@ describe("DuckDB sink specifics", () => {
       assert.match(error.message, /repair it and mount it writable again, then start Sluice again/);
     } finally {
       await sink.close().catch(() => undefined);
-      execFileSync("umount", [mount]);
+      failingExt4.unmount();
     }
   });
 

@@ -1,15 +1,16 @@
 /** Behaviour only the embedded log has: leases, compaction, reopening, disk full, a file system turned read-only. */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { createLogger } from "../../runtime/logger.ts";
 import type { ProducedRecord } from "../topics/contract.ts";
 import { readToEnd } from "../topics/contract-suite.ts";
 import { EmbeddedTopicLog } from "./embedded-log.ts";
+import { mountExt4, mountTmpfs } from "../../test/mounts.ts";
 
 const logger = createLogger("silent");
 const dir = mkdtempSync(join(tmpdir(), "sluice-embedded-"));
@@ -89,22 +90,11 @@ test("a large produce call is split into bounded rows and read back whole, in or
   await log.close();
 });
 
-function mountTinyFs(): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const mount = mkdtempSync(join(tmpdir(), "sluice-tinyfs-"));
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mount], { stdio: "ignore" });
-    return mount;
-  } catch {
-    rmSync(mount, { recursive: true, force: true });
-    return undefined;
-  }
-}
-
 // Mounted inside the test, not as the file loads: a run that filters this test out would leave the mount behind.
 test("disk full: produce rejects with TOPIC_LOG_DISK_FULL, nothing of the call is stored, the checkpoint does not advance", async (t) => {
-  const mount = mountTinyFs();
-  if (mount === undefined) return t.skip("needs root to mount a 3 MiB tmpfs");
+  const tiny = mountTmpfs("3m");
+  if (typeof tiny === "string") return t.skip(tiny);
+  const { mount } = tiny;
   try {
     const path = join(mount, "sluice.db");
     writeFileSync(join(mount, "ballast"), Buffer.alloc(1024 * 1024));
@@ -138,8 +128,7 @@ test("disk full: produce rejects with TOPIC_LOG_DISK_FULL, nothing of the call i
     assert.equal((await reopened.readCheckpoint("s"))!.position.commit, 10_000n, "space freed: produce works again");
     await reopened.close();
   } finally {
-    execFileSync("umount", [mount]);
-    rmSync(mount, { recursive: true, force: true });
+    tiny.unmount();
   }
 });
 
@@ -228,29 +217,10 @@ test("a sink lease a killed process of this machine left is taken at once; one a
   }
 });
 
-/** An ext4 image loop-mounted with errors=remount-ro, and the sysfs file that makes ext4 take an error as if from the disk. */
-function mountFailingExt4(): { mount: string; image: string; trigger: string } | string {
-  if (process.getuid?.() !== 0) return "needs root to loop-mount an ext4 image";
-  const base = mkdtempSync(join(tmpdir(), "sluice-rofs-"));
-  const image = join(base, "fs.img");
-  const mount = join(base, "mnt");
-  try {
-    execFileSync("truncate", ["-s", "16M", image]);
-    execFileSync("mkfs.ext4", ["-q", "-F", image], { stdio: "ignore" });
-    mkdirSync(mount);
-    execFileSync("mount", ["-o", "loop,errors=remount-ro", image, mount], { stdio: "ignore" });
-  } catch {
-    rmSync(base, { recursive: true, force: true });
-    return "loop-mounting an ext4 image was refused";
-  }
-  const device = execFileSync("findmnt", ["-n", "-o", "SOURCE", mount], { encoding: "utf8" }).trim();
-  return { mount, image, trigger: `/sys/fs/ext4/${basename(device)}/trigger_fs_error` };
-}
-
 test("the file system turned read-only under the log (ext4 after a disk error): produce fails naming the read-only file system and what to do", async (t) => {
-  const failing = mountFailingExt4();
+  const failing = mountExt4({ remountReadOnlyOnError: true });
   if (typeof failing === "string") return t.skip(failing);
-  const { mount, image, trigger } = failing;
+  const { mount, trigger } = failing;
   let log: EmbeddedTopicLog | undefined;
   try {
     const path = join(mount, "sluice.db");
@@ -267,7 +237,6 @@ test("the file system turned read-only under the log (ext4 after a disk error): 
     assert.match(failure.message, new RegExp(`embedded topic log ${path}: its file system turned read-only during produce .*mount it writable again, then start Sluice again`));
   } finally {
     await log?.close().catch(() => undefined);
-    execFileSync("umount", [mount]);
-    rmSync(dirname(image), { recursive: true, force: true });
+    failing.unmount();
   }
 });

@@ -3,12 +3,13 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { test } from "node:test";
 import type { TopicsConfig } from "../../config/schema.ts";
 import { createLogger } from "../../runtime/logger.ts";
 import { openTopicLog } from "./open.ts";
+import { mountExt4, mountTmpfs } from "../../test/mounts.ts";
 
 const logger = createLogger("silent");
 const embedded = (path: string) => ({ kind: "embedded", path, partitions: 1, retention: { tombstones: 86_400_000, min_compaction_lag: 0 } }) as unknown as TopicsConfig;
@@ -36,21 +37,10 @@ test("the log file locked by another writer at the first open: the open waits, s
   }
 });
 
-function mountTinyFs(): string {
-  if (process.getuid?.() !== 0) return "needs root to mount a 3 MiB tmpfs";
-  const mount = mkdtempSync(join(tmpdir(), "sluice-open-full-"));
-  try {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mount], { stdio: "ignore" });
-    return mount;
-  } catch {
-    rmSync(mount, { recursive: true, force: true });
-    return "mounting a tmpfs was refused";
-  }
-}
-
 test("the disk full at the first open (the log file not made yet): the open waits, says the path and the disk, and opens once space is freed", async (t) => {
-  const mount = mountTinyFs();
-  if (!mount.startsWith("/")) return t.skip(mount);
+  const tiny = mountTmpfs("3m");
+  if (typeof tiny === "string") return t.skip(tiny);
+  const { mount } = tiny;
   try {
     const ballast = join(mount, "ballast");
     try {
@@ -68,28 +58,9 @@ test("the disk full at the first open (the log file not made yet): the open wait
     assert.equal(waits.at(-1), null);
     await log.close();
   } finally {
-    execFileSync("umount", [mount]);
-    rmSync(mount, { recursive: true, force: true });
+    tiny.unmount();
   }
 });
-
-/** A 16 MiB ext4 image (no blocks reserved for root) loop-mounted: ext4 keeps a few KB free after dd, which tmpfs does not. */
-function mountSmallExt4(): { mount: string; image: string } | string {
-  if (process.getuid?.() !== 0) return "needs root to loop-mount an ext4 image";
-  const dir = mkdtempSync(join(tmpdir(), "sluice-open-ext4-"));
-  const image = join(dir, "disk.img");
-  const mount = join(dir, "mnt");
-  try {
-    execFileSync("truncate", ["-s", "16M", image], { stdio: "ignore" });
-    execFileSync("mkfs.ext4", ["-q", "-F", "-m", "0", image], { stdio: "ignore" });
-    execFileSync("mkdir", [mount], { stdio: "ignore" });
-    execFileSync("mount", ["-o", "loop", image, mount], { stdio: "ignore" });
-    return { mount, image };
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return "loop-mounting an ext4 image was refused";
-  }
-}
 
 function fill(file: string, blockSize: string): void {
   try {
@@ -100,7 +71,8 @@ function fill(file: string, blockSize: string): void {
 }
 
 test("a nearly full ext4 disk at the first open (SQLite fails the commit of the schema), then a full one (the log's folder cannot be made): the open waits as disk full, and opens once space is freed", async (t) => {
-  const mounted = mountSmallExt4();
+  // No blocks reserved for root: ext4 keeps a few KB free after dd, which tmpfs does not.
+  const mounted = mountExt4({ noReservedBlocks: true });
   if (typeof mounted === "string") return t.skip(mounted);
   const { mount } = mounted;
   const openings: Promise<unknown>[] = [];
@@ -133,7 +105,6 @@ test("a nearly full ext4 disk at the first open (SQLite fails the commit of the 
     await nestedLog.close();
   } finally {
     for (const pending of openings) await pending.then((log) => (log as { close(): Promise<void> }).close(), () => undefined);
-    execFileSync("umount", [mount]);
-    rmSync(dirname(mount), { recursive: true, force: true });
+    mounted.unmount();
   }
 });
