@@ -125,9 +125,12 @@ function statement(c: TokenCursor, options: ParseOptions): DdlStatement {
     if (!c.accept("TABLE")) return { kind: "none" };
     c.accept("IF", "EXISTS");
     const table = c.qualifiedName(db);
-    const actions = alterActions(c, table, options);
-    // MariaDB's ALTER IGNORE drops the rows a new UNIQUE or PRIMARY key finds duplicated, with no row event.
-    return { kind: "alter-table", table, actions: ignore ? [...actions, { kind: "rows-changed", what: "ALTER IGNORE TABLE", other: null, partitions: null }] : actions };
+    const clauses: AlterClause[] = [];
+    const actions = alterActions(c, table, options, clauses);
+    // MariaDB's ALTER IGNORE drops the rows a new UNIQUE or PRIMARY key finds duplicated, and keeps values a
+    // redefinition cuts or converts, with no row event: the table is read again unless every clause is known harmless.
+    const readAgain = ignore && !clauses.every(keepsRowsUnderIgnore);
+    return { kind: "alter-table", table, actions: readAgain ? [...actions, { kind: "rows-changed", what: "ALTER IGNORE TABLE", other: null, partitions: null }] : actions };
   }
   if (c.accept("DROP")) {
     if (c.accept("TEMPORARY")) return { kind: "none" };
@@ -485,14 +488,54 @@ const IGNORED_ALTER_WORDS = new Set([
   "SUBPARTITION",
 ]);
 
-function alterActions(c: TokenCursor, table: TableName, options: ParseOptions): AlterAction[] {
+/** One clause of an ALTER TABLE: its unquoted words (upper case) and the actions parsed from it (none for those passed over). */
+interface AlterClause {
+  readonly words: readonly string[];
+  readonly actions: readonly AlterAction[];
+}
+
+function alterActions(c: TokenCursor, table: TableName, options: ParseOptions, clauses?: AlterClause[]): AlterAction[] {
   const actions: AlterAction[] = [];
   while (!c.done) {
+    const start = c.pos;
     const action = alterAction(c, table, options);
-    if (action !== null) actions.push(...(Array.isArray(action) ? action : [action]));
+    const parsed = action === null ? [] : Array.isArray(action) ? action : [action];
+    actions.push(...parsed);
+    clauses?.push({ words: unquotedWords(c, start), actions: parsed });
     if (!c.done && !c.acceptPunct(",")) throw new SyntaxError(`unexpected ${c.describe()} in ALTER TABLE`);
   }
   return actions;
+}
+
+function unquotedWords(c: TokenCursor, start: number): string[] {
+  const words: string[] = [];
+  for (let offset = start - c.pos; offset < 0; offset++) {
+    const token = c.peek(offset);
+    if (token?.kind === "word" && !token.quoted) words.push(token.text.toUpperCase());
+  }
+  return words;
+}
+
+/** Words that, in an added column's definition, make a key or a constraint the rows already there must pass. */
+const CONSTRAINING_WORDS = new Set(["UNIQUE", "PRIMARY", "KEY", "CHECK", "REFERENCES", "CONSTRAINT"]);
+
+/** Action kinds that neither add a key nor change any value the rows hold. */
+const HARMLESS_ACTIONS = new Set<AlterAction["kind"]>(["add-column", "column-default", "rename-column", "rename-table", "default-charset", "drop-primary-key"]);
+
+/**
+ * Whether an ALTER IGNORE clause is known to keep every row and value: an added column with no key or constraint, a
+ * plain index added or a key dropped, a default, a name or the algorithm. Anything else (a UNIQUE or PRIMARY key, a
+ * MODIFY, CHANGE or CONVERT, a DROP COLUMN that may shrink a unique key, what is not known) may drop or convert rows.
+ */
+function keepsRowsUnderIgnore(clause: AlterClause): boolean {
+  const [first, second] = clause.words;
+  if (clause.actions.length > 0) {
+    return clause.actions.every((action) => HARMLESS_ACTIONS.has(action.kind)) && (first !== "ADD" || !clause.words.slice(1).some((word) => CONSTRAINING_WORDS.has(word)));
+  }
+  if (first === "ADD") return ["INDEX", "KEY", "FULLTEXT", "SPATIAL"].includes(second ?? "");
+  if (first === "DROP") return ["INDEX", "KEY", "FOREIGN", "CHECK", "CONSTRAINT"].includes(second ?? "");
+  if (first === "RENAME" || (first === "ALTER" && second === "INDEX")) return true;
+  return first === "ALGORITHM" || first === "LOCK" || first === "COMMENT";
 }
 
 function alterAction(c: TokenCursor, table: TableName, options: ParseOptions): AlterAction | AlterAction[] | null {

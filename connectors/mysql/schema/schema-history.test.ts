@@ -152,6 +152,23 @@ test("a column-level UNIQUE KEY is not the primary key: made nullable and NOT NU
   assert.deepEqual(await reread("ALTER TABLE u MODIFY u INT NOT NULL", 400n), [{ table: "d.u", columns: ["u"] }], "the NULLs it held are zeros now");
 });
 
+test("ALTER IGNORE TABLE: a nullable column added reads nothing; a UNIQUE key added or a narrowing MODIFY reads the whole table again", async () => {
+  const tracker = new SchemaTracker({
+    store: new MemorySchemaHistoryStore(),
+    catalog: null,
+    matches: (db: string) => db === "d",
+    binding: { sourceName: "s", collations: CollationTable.builtIn(), zeroDates: "null" as const, mariadb: true },
+    logger: pino({ level: "silent" }),
+    context: {},
+  });
+  await tracker.record(100n, [definition(["a", "b", "c"])], "snapshot");
+  const reread = async (statement: string, at: bigint) => (await tracker.applyQuery(statement, "d", at)).reread ?? [];
+  const wholeTable = (columns: string[] = []) => [{ table: "d.t", columns, rowsChanged: { what: "ALTER IGNORE TABLE", database: "d", table: "t", partitioned: true, partitions: null } }];
+  assert.deepEqual(await reread("ALTER IGNORE TABLE t ADD COLUMN n INT NULL", 200n), []);
+  assert.deepEqual(await reread("ALTER IGNORE TABLE t ADD UNIQUE KEY (b)", 300n), wholeTable(), "the duplicates it dropped");
+  assert.deepEqual(await reread("ALTER IGNORE TABLE t MODIFY b TINYINT", 400n), [{ table: "d.t", columns: ["b"] }, ...wholeTable()], "values clamped, and rows a unique key then finds duplicated");
+});
+
 test("the journal store keeps each source's entries apart, in order, in records of at most 256 KiB", async () => {
   const records: unknown[] = [];
   const journal = { append: async (entry: unknown) => void records.push(JSON.parse(JSON.stringify(entry))), loadAll: async () => [...records] };
