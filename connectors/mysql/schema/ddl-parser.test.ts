@@ -109,6 +109,10 @@ test("ALTER IGNORE TABLE reads the table again only when it may drop rows (a UNI
     assert.equal(readsAgain(sql), true, sql);
   }
   assert.equal(readsAgain("ALTER TABLE t ADD UNIQUE KEY (code)"), false, "without IGNORE a duplicate fails the statement");
+  const unparsed = parse("ALTER ONLINE IGNORE TABLE t ADD UNIQUE KEY (code), CONVERT TO CHARACTER SET binary", true);
+  assert.deepEqual(unparsed.kind === "unparsed" && [unparsed.tables, unparsed.rowsChanged], [[{ database: "app", table: "t" }], "ALTER IGNORE TABLE"], "not understood: read again");
+  const plain = parse("ALTER TABLE t CONVERT TO CHARACTER SET binary", true);
+  assert.equal(plain.kind === "unparsed" && plain.rowsChanged, undefined);
 });
 
 test("DROP, RENAME, TRUNCATE, DROP DATABASE and CREATE … LIKE", () => {

@@ -70,7 +70,8 @@ export type DdlStatement =
   | { readonly kind: "alter-sequence"; readonly sequence: TableName }
   | { readonly kind: "drop-sequences"; readonly sequences: readonly TableName[] }
   /** A statement that changes these tables in a way the parser does not follow. */
-  | { readonly kind: "unparsed"; readonly tables: readonly TableName[]; readonly reason: string }
+  /** `rowsChanged`: the statement may also have moved rows with no row event (an ALTER IGNORE TABLE), named as in rows-changed. */
+  | { readonly kind: "unparsed"; readonly tables: readonly TableName[]; readonly reason: string; readonly rowsChanged?: string }
   /** Not a statement that changes table definitions (DML, BEGIN, grants, views...). */
   | { readonly kind: "none" };
 
@@ -92,9 +93,19 @@ export function parseDdl(sql: string, options: ParseOptions): DdlStatement {
     return statement(cursor, options);
   } catch (error) {
     cursor.pos = start;
+    // An ALTER IGNORE not understood may add a UNIQUE key or convert values: its table is read again, failing safe.
+    const ignore = isAlterIgnoreTable(cursor);
+    cursor.pos = start;
     const tables = touchedTables(cursor, options.defaultDatabase);
-    return tables.length === 0 ? { kind: "none" } : { kind: "unparsed", tables, reason: (error as Error).message };
+    if (tables.length === 0) return { kind: "none" };
+    return { kind: "unparsed", tables, reason: (error as Error).message, ...(ignore ? { rowsChanged: "ALTER IGNORE TABLE" } : {}) };
   }
+}
+
+function isAlterIgnoreTable(c: TokenCursor): boolean {
+  if (!c.accept("ALTER")) return false;
+  c.accept("ONLINE");
+  return c.accept("IGNORE", "TABLE");
 }
 
 function statement(c: TokenCursor, options: ParseOptions): DdlStatement {

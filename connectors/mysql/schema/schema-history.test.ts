@@ -152,7 +152,7 @@ test("a column-level UNIQUE KEY is not the primary key: made nullable and NOT NU
   assert.deepEqual(await reread("ALTER TABLE u MODIFY u INT NOT NULL", 400n), [{ table: "d.u", columns: ["u"] }], "the NULLs it held are zeros now");
 });
 
-test("ALTER IGNORE TABLE: a nullable column added reads nothing; a UNIQUE key added or a narrowing MODIFY reads the whole table again", async () => {
+test("ALTER IGNORE TABLE: a nullable column added reads nothing; a UNIQUE key added, a narrowing MODIFY or a statement not understood reads the whole table again", async () => {
   const tracker = new SchemaTracker({
     store: new MemorySchemaHistoryStore(),
     catalog: null,
@@ -167,6 +167,7 @@ test("ALTER IGNORE TABLE: a nullable column added reads nothing; a UNIQUE key ad
   assert.deepEqual(await reread("ALTER IGNORE TABLE t ADD COLUMN n INT NULL", 200n), []);
   assert.deepEqual(await reread("ALTER IGNORE TABLE t ADD UNIQUE KEY (b)", 300n), wholeTable(), "the duplicates it dropped");
   assert.deepEqual(await reread("ALTER IGNORE TABLE t MODIFY b TINYINT", 400n), [{ table: "d.t", columns: ["b"] }, ...wholeTable()], "values clamped, and rows a unique key then finds duplicated");
+  assert.deepEqual(await reread("ALTER IGNORE TABLE t ADD UNIQUE KEY (c), CONVERT TO CHARACTER SET binary", 500n), wholeTable(), "not understood: read again");
 });
 
 test("the journal store keeps each source's entries apart, in order, in records of at most 256 KiB", async () => {

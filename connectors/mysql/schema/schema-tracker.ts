@@ -365,7 +365,12 @@ export class SchemaTracker {
         const create = /^\s*CREATE\s+(OR\s+REPLACE\s+)?TABLE\s/i.exec(query);
         const created = create === null ? [] : captured.flatMap((t) => this.createdBy(t, create[1] !== undefined));
         await this.rereadFor(query, captured, from, changed);
-        return { truncated: created, changed };
+        const what = statement.rowsChanged;
+        if (what === undefined) return { truncated: created, changed };
+        const reread = captured
+          .filter((t) => this.captured(t.database, t.table))
+          .map((t) => ({ table: tableKey(t.database, t.table), columns: [], rowsChanged: { what, database: t.database, table: t.table, partitioned: true, partitions: null } }));
+        return { truncated: created, changed, ...(reread.length > 0 ? { reread } : {}) };
       }
     }
   }
