@@ -52,6 +52,16 @@ test("an I/O error where the log's folder refuses new files as a read-only file 
   assert.equal(topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => "EACCES").code, "TOPIC_LOG_IO_ERROR");
 });
 
+test("an I/O error with the log's disk full to its last pages is the retriable disk full (SQLite says disk I/O error when a begun file cannot grow); with room left it stays an I/O error", () => {
+  const ioerrWrite = Object.assign(new Error("disk I/O error"), { code: "ERR_SQLITE_ERROR", errcode: 10 | (3 << 8) });
+  const full = topicLogError(ioerrWrite, "produce", "/data/sluice.db", () => undefined, () => 0);
+  assert.deepEqual([full.code, full.retriable], ["TOPIC_LOG_DISK_FULL", true]);
+  assert.match(full.message, /^embedded topic log \/data\/sluice\.db: disk full during produce \(0 bytes free\); nothing of it was stored \(disk I\/O error\)/);
+  assert.equal(topicLogError(ioerrWrite, "open", "/data/sluice.db", () => undefined, () => 1024 * 1024).code, "TOPIC_LOG_IO_ERROR");
+  assert.equal(topicLogError(ioerrWrite, "open", "/data/sluice.db", () => undefined, () => undefined).code, "TOPIC_LOG_IO_ERROR", "free space unknown");
+  assert.equal(topicLogError(ioerrWrite, "open", "/data/sluice.db", () => "EROFS", () => 0).code, "TOPIC_LOG_FILE_SYSTEM_READ_ONLY", "read-only first");
+});
+
 test("a folder's write check: a writable folder passes and keeps no file behind; a missing one says why", () => {
   const folder = mkdtempSync(join(tmpdir(), "sluice-write-check-"));
   try {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { closeSync, openSync, unlinkSync } from "node:fs";
+import { closeSync, openSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { SluiceError } from "../errors.ts";
 
@@ -39,8 +39,27 @@ export function folderWriteRefusal(folder: string): string | undefined {
   }
 }
 
+/** Below this much room left (a few SQLite pages), an I/O error is taken as the disk full. */
+export const DISK_FULL_BYTES = 16 * 1024;
+
+/** The bytes a non-root writer may still use on `folder`'s disk, or undefined when they cannot be read. */
+export function folderFreeBytes(folder: string): number | undefined {
+  try {
+    const stats = statfsSync(folder);
+    return stats.bavail * stats.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A SQLite failure as a SluiceError: disk full and lock contention may heal and are retriable; I/O errors and corruption are not. */
-export function topicLogError(error: unknown, operation: string, path: string, writeRefusal: (folder: string) => string | undefined = folderWriteRefusal): SluiceError {
+export function topicLogError(
+  error: unknown,
+  operation: string,
+  path: string,
+  writeRefusal: (folder: string) => string | undefined = folderWriteRefusal,
+  freeBytes: (folder: string) => number | undefined = folderFreeBytes,
+): SluiceError {
   if (error instanceof SluiceError) return error;
   const context = { component: "embedded-log", path, operation };
   const message = error instanceof Error ? error.message : String(error);
@@ -61,6 +80,18 @@ export function topicLogError(error: unknown, operation: string, path: string, w
           `embedded topic log ${path}: its file system turned read-only during ${operation} (EROFS; Linux does so after disk errors); nothing of it was stored. Check the disk (dmesg), repair it and mount it writable again, then start Sluice again: it goes on from the last stored checkpoint (${message})`,
           { code: "TOPIC_LOG_FILE_SYSTEM_READ_ONLY", context, cause: error },
         );
+      }
+      {
+        // A disk filled to its last blocks while SQLite extends a file it has begun (its journal, the WAL) is said as "disk I/O error", not SQLITE_FULL.
+        const free = freeBytes(dirname(path));
+        if (free !== undefined && free < DISK_FULL_BYTES) {
+          return new SluiceError(`embedded topic log ${path}: disk full during ${operation} (${free} bytes free); nothing of it was stored (${message})`, {
+            code: "TOPIC_LOG_DISK_FULL",
+            retriable: true,
+            context,
+            cause: error,
+          });
+        }
       }
       return new SluiceError(`embedded topic log ${path}: I/O error during ${operation} (${message})`, { code: "TOPIC_LOG_IO_ERROR", context, cause: error });
     case SQLITE_CORRUPT:

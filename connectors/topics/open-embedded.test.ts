@@ -108,3 +108,35 @@ test("a nearly full ext4 disk at the first open (SQLite fails the commit of the 
     mounted.unmount();
   }
 });
+
+test("a first open waiting on a nearly full ext4 disk (the log file begun), the disk then filled to its last block (SQLite says disk I/O error): the open still waits as disk full, and opens once space is freed", async (t) => {
+  const mounted = mountExt4({ noReservedBlocks: true });
+  if (typeof mounted === "string") return t.skip(mounted);
+  const { mount } = mounted;
+  let opening: Promise<unknown> | undefined;
+  try {
+    fill(join(mount, "ballast"), "64k");
+    const path = join(mount, "sluice.db");
+    const waits: (string | null)[] = [];
+    opening = openTopicLog(embedded(path), "d", logger, AbortSignal.timeout(60_000), undefined, { onWaiting: (why) => waits.push(why) });
+    assert.equal(await settled(opening), false, "still waiting while the disk is nearly full");
+    // The last blocks: SQLite, extending the file it began, now fails with SQLITE_IOERR rather than SQLITE_FULL.
+    fill(join(mount, "ballast-last"), "1k");
+    const seen = waits.length;
+    let rejection: unknown;
+    opening.catch((error: unknown) => (rejection = error));
+    assert.equal(await settled(opening), false, `still waiting once the disk is full to its last block (${String(rejection)})`);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(await settled(opening), false, "still waiting after more tries on the full disk");
+    assert.ok(waits.length > seen, "tried again on the full disk");
+    for (const why of waits.slice(seen)) assert.ok(why?.startsWith(`embedded topic log ${path}: disk full during open`), why ?? "no reason given");
+    writeFileSync(join(mount, "ballast"), "");
+    writeFileSync(join(mount, "ballast-last"), "");
+    const log = (await opening) as { close(): Promise<void> };
+    assert.equal(waits.at(-1), null);
+    await log.close();
+  } finally {
+    await opening?.then((log) => (log as { close(): Promise<void> }).close(), () => undefined);
+    mounted.unmount();
+  }
+});
