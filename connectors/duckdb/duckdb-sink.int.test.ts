@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
@@ -537,6 +537,39 @@ describe("DuckDB sink specifics", () => {
       assert.ok(error.message.startsWith(`DuckDB cannot write ${own}: its file system turned read-only`), error.message);
       assert.match(error.message, /repair it and mount it writable again, then start Sluice again/);
     } finally {
+      await sink.close().catch(() => undefined);
+      failingExt4.unmount();
+    }
+  });
+
+  test("a sink opened on a DuckDB file whose file system turned read-only (a restart before the repair): the open fails as SINK_READ_ONLY naming the file, retried, and opens once the file system is writable again", async (t) => {
+    const failingExt4 = mountExt4({ remountReadOnlyOnError: true });
+    if (typeof failingExt4 === "string") return t.skip(failingExt4);
+    const { mount, trigger } = failingExt4;
+    const own = join(mount, "read-only-open.duckdb");
+    const config = testSinkConfig("duckdb", { name: `d_${randomTableName("roopen")}`, path: own, target: TARGET_TEMPLATE });
+    const sink = new DuckDbSink(config, { logger: testLogger() });
+    const restarted = new DuckDbSink(config, { logger: testLogger() });
+    try {
+      await sink.open(signal());
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+      writeFileSync(trigger, "1");
+      await assert.rejects(sink.write([events.insert(2n, { id: 2, v: "b" })], signal()), (e: unknown) => e instanceof SluiceError && e.code === "SINK_READ_ONLY");
+      await sink.close().catch(() => undefined);
+      const error = await restarted.open(signal()).then(() => null, (e: unknown) => e);
+      assert.ok(error instanceof SluiceError, `expected the open to fail, got ${String(error)}`);
+      assert.equal(error.code, "SINK_READ_ONLY", error.message);
+      assert.equal(error.retriable, true, "waited out: nothing stays open meanwhile");
+      assert.ok(error.message.startsWith(`DuckDB cannot open ${own}: its file system is read-only`), error.message);
+      assert.match(error.message, /repair it and mount it writable again: the sink retries the open meanwhile/);
+      // The repair: unmounted (nothing of the sink holds the file) and mounted writable again.
+      execFileSync("umount", [mount]);
+      execFileSync("mount", ["-o", "loop", join(dirname(mount), "fs.img"), mount], { stdio: "ignore" });
+      await restarted.open(signal());
+      assert.deepEqual((await restarted.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await restarted.close().catch(() => undefined);
       await sink.close().catch(() => undefined);
       failingExt4.unmount();
     }

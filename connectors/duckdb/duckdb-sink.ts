@@ -190,15 +190,28 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       this.#openFailure = null;
     } catch (error) {
       await this.close();
-      const failure = new ConnectionError(`cannot open DuckDB file ${this.#config.path}: ${errorMessage(error)}`, {
-        code: "SINK_OPEN_FAILED",
-        context: { component: "sink", sink: this.name },
-        cause: error,
-      });
+      const failure = this.#openError(error, "");
       this.#openFailure = { message: errorMessage(error), retried: () => failure.retriable && !signal.aborted };
       throw failure;
     }
     this.#logger.info({ path: this.#config.path, tables: this.#tables.size }, "DuckDB sink open");
+  }
+
+  /**
+   * An open that failed, retried. On a read-only file system (a restart before the disk was repaired: "IO Error: Cannot
+   * open file ...: Read-only file system") it says so and what to do; waiting holds nothing open, so the repair can go
+   * on, and the sink opens by itself once the file system is writable again.
+   */
+  #openError(error: unknown, again: string): ConnectionError {
+    const message = errorMessage(error);
+    const context = { component: "sink", sink: this.name };
+    if (READ_ONLY_FS.test(message) || (error as NodeJS.ErrnoException).code === "EROFS") {
+      return new ConnectionError(
+        `DuckDB cannot open ${this.#config.path}${again}: its file system is read-only (EROFS; Linux turns it so after disk errors). Check the disk (dmesg), repair it and mount it writable again: the sink retries the open meanwhile and goes on from its stored offsets: ${message.split("\n")[0]}`,
+        { code: "SINK_READ_ONLY", context, cause: error },
+      );
+    }
+    return new ConnectionError(`cannot open DuckDB file ${this.#config.path}${again}: ${message}`, { code: "SINK_OPEN_FAILED", context, cause: error });
   }
 
   /**
@@ -855,11 +868,7 @@ export class DuckDbSink implements VersionedSink, ErasableSink {
       await this.#connect(this.#lost === "invalidated");
       this.#openFailure = null;
     } catch (error) {
-      const failure = new ConnectionError(`cannot open DuckDB file ${this.#config.path} again: ${errorMessage(error)}`, {
-        code: "SINK_OPEN_FAILED",
-        context: { component: "sink", sink: this.name },
-        cause: error,
-      });
+      const failure = this.#openError(error, " again");
       this.#openFailure = { message: errorMessage(error), retried: () => failure.retriable };
       throw failure;
     }
