@@ -24,6 +24,7 @@ import { describeTlsMessage } from "../common/tls-message.ts";
 import { ConnectionError, SluiceError } from "../errors.ts";
 import { AUTH_FAILED, errorMessage, TARGET_REPLACED } from "../sinks/errors.ts";
 import type { ClickHouseSinkConfig } from "./config.ts";
+import { DATA_CODES } from "./server-codes.ts";
 import { refusedPath, storageRefusal } from "./server-storage.ts";
 
 /** Server error codes worth retrying: the same request may succeed later. */
@@ -34,8 +35,6 @@ const UNKNOWN_TABLE = 60;
 /** The sink's own tables in its database (catalog.ts). */
 const OWN_TABLES = "_sluice_(?:offsets|tables|targets|truncates)";
 const TRANSIENT_CODES = new Set([159, 164, 202, 203, 209, 210, 241, 242, 252, 285, 319, 425, 473, 999]);
-/** Server error codes about the data sent: another set of rows may succeed. */
-const DATA_CODES = new Set([6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 376, 407, 691]);
 /** Unknown user, wrong password, password required, authentication failed (newer servers): the login is refused. */
 const AUTH_CODES = new Set([192, 193, 194, 516]);
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "UND_ERR_SOCKET"]);

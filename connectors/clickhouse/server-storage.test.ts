@@ -25,6 +25,13 @@ test("a data error quoting a row whose text reads like a storage refusal (a pars
   assert.equal(storageRefusal(null, "write failed: errno: 28, strerror: No space left on device"), "its disk is full", "an error without a code is still read");
 });
 
+test("a full or read-only disk under codes other than the write's own (fsync, close, directory creation) is a storage refusal; a data code quoting the same words is not", () => {
+  assert.equal(storageRefusal(95, "Code: 95, e.displayText() = DB::ErrnoException: Cannot fsync /srv/ch/data/shop/t__v1/tmp_insert_all_6_6_0/data.bin, errno: 28, strerror: No space left on device"), "its disk is full");
+  assert.equal(storageRefusal(77, "Code: 77, e.displayText() = DB::ErrnoException: Cannot close file, errno: 30, strerror: Read-only file system"), "its disk is read-only");
+  assert.equal(storageRefusal(1000, "Code: 1000, e.displayText() = Exception: Cannot create directory /srv/ch/data/shop/t__v1/tmp_insert_all_7_7_0/: No space left on device"), "its disk is full");
+  assert.equal(storageRefusal(27, "Code: 27, e.displayText() = DB::Exception: Cannot parse input: parsed text: \"No space left on device\""), null);
+});
+
 test("the path the server could not write is read from its message", () => {
   assert.equal(refusedPath(enospc), "/srv/ch/data/shop/t__v1/tmp_insert_all_6_6_0/primary.idx");
   assert.equal(refusedPath("Code: 243, e.displayText() = DB::Exception: Cannot reserve 1.00 MiB, not enough space"), null);
