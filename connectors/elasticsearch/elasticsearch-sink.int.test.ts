@@ -711,6 +711,35 @@ describe("Elasticsearch sink specifics", () => {
     }
   });
 
+  test("an alias moved while the sink was stopped onto an operator's index only: the table halts naming the alias and that index, writes nothing there, and goes on once the alias is back", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const name = `es_${randomTableName("s")}`;
+    const first = createSink(name);
+    await first.open(signal());
+    assert.deepEqual((await first.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await first.close();
+    const own = Object.keys(await admin.indices.getAlias({ name: target }))[0]!;
+    const other = `${prefix}_ops_${randomBytes(3).toString("hex")}`;
+    await admin.indices.create({ index: other });
+    await admin.indices.updateAliases({ actions: [{ remove: { index: own, alias: target } }, { add: { index: other, alias: target } }] });
+    const reopened = createSink(name);
+    await reopened.open(signal());
+    try {
+      const result = await reopened.write([events.insert(2n, { id: 2, v: "b" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+      assert.match(result.failures[0]!.error.message, new RegExp(`the alias "${target}" is on "${other}" only, not on any of the table's own indexes`));
+      assert.equal(liftsByItself(result.failures[0]!.error), true);
+      await admin.indices.refresh({ index: other });
+      assert.equal((await admin.count({ index: other })).count, 0, "nothing written to the operator's index");
+      await admin.indices.updateAliases({ actions: [{ remove: { index: other, alias: target } }, { add: { index: own, alias: target, filter: aliasFilter(0n) as never } }] });
+      assert.deepEqual((await reopened.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    } finally {
+      await reopened.close();
+    }
+    assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]), ["1", "2"]);
+  });
+
   test("a rebuild's swap stopped (kill -9) after its alias moved, before the old index was deleted: the old index is deleted when the target is next loaded", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

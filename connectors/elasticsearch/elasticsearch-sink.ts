@@ -632,7 +632,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       try {
         primary = indexes.live ?? (await this.#createLive(indexes, target, changes.schemas[0] as TableSchema, context, firstVersionWith(changes.rows), signal));
       } catch (error) {
-        if (!(error instanceof SluiceError && error.code === CATALOG_MISMATCH)) throw error;
+        // The index gone, or the alias moved onto indexes not the table's: the table's changes fail, the other tables go on.
+        if (!(error instanceof SluiceError && (error.code === CATALOG_MISMATCH || error.code === TARGET_BLOCKED))) throw error;
         failures.add(allIndices(changes), error);
         return null;
       }
@@ -823,7 +824,15 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
   // --- indexes and schema evolution ----------------------------------------------------------
 
   async #createLive(indexes: TargetIndexes, target: string, schema: TableSchema, context: PlanContext, since: SinceOf, signal: AbortSignal): Promise<EsIndex> {
-    if (this.#made.has(target) && !this.#goneReported.has(target)) throw indexMissing(target, context);
+    if (this.#made.has(target) && !this.#goneReported.has(target)) {
+      const holders = await this.#idx().aliasHolders(target, signal);
+      if (holders.length === 0) throw indexMissing(target, context);
+      // The alias is back on the table's own index (put right by hand since the target was loaded): write there.
+      this.#targets.delete(target);
+      const fresh = await this.#load(target, signal);
+      if (fresh.live) return fresh.live;
+      throw aliasOnOtherIndexes(target, holders, context);
+    }
     const columns = initialColumns(schema, context, since);
     this.#checkNames(columns, context);
     const generation = ++indexes.maxGeneration;
@@ -1071,6 +1080,21 @@ function indexMissing(target: string, context: { sink: string; table: string }):
   return new SluiceError(
     `sink "${context.sink}", table ${context.table}: its Elasticsearch alias "${target}" (index "${target}__v<N>") is missing: the sink made it before and it was deleted since it last looked (the index or its alias, by hand); its documents are gone, and it is not made again empty to be filled only from the sink's offsets on; the table halts: fill it again from the topics (sluice replay --sink NAME --from-beginning --rebuild --table T --execute), then sluice halted retry`,
     { code: CATALOG_MISMATCH, retriable: false, context: { component: "sink", sink: context.sink, table: context.table } },
+  );
+}
+
+/**
+ * The table's live index was made by the sink, and its alias is now only on indexes that are not the table's (moved by
+ * hand, e.g. to an operator's own index): writing through it would put the table's rows there, and making a new index
+ * under it would mix them with that index's documents.
+ */
+function aliasOnOtherIndexes(target: string, holders: readonly string[], context: { sink: string; table: string }): SluiceError {
+  return targetBlocked(
+    `Elasticsearch: the alias "${target}" is on ${holders.map((name) => `"${name}"`).join(", ")} only, not on any of the table's own indexes ("${target}__v<N>", which the sink made): it was moved by hand; the sink writes nothing through it`,
+    context,
+    `put the alias back on the table's index (GET _cat/indices/${target}__v*?expand_wildcards=all lists them; POST _aliases), or take it off those indexes and fill the table again (sluice replay --sink NAME --from-beginning --rebuild --table T --execute); the table is read again by itself (retry.blocked_interval) and goes on once the alias is on its index; sluice halted retry reads it again at once`,
+    undefined,
+    true,
   );
 }
 

@@ -242,6 +242,13 @@ export class Indices {
     return { elsewhere: foreignWriteIndexes(response as unknown, index), filterWrong: aliasFilterWrong(response as unknown, index) };
   }
 
+  /** The indexes the alias `name` is on (GET _alias/<name>), sorted; none when it is missing. */
+  async aliasHolders(name: string, signal: AbortSignal): Promise<string[]> {
+    const response = await this.#call("read alias", () => this.#client.indices.getAlias({ name, expand_wildcards: "all" }, { signal, ignore: [404] }));
+    if (typeof response !== "object" || response === null || "error" in response) return [];
+    return Object.keys(response).sort();
+  }
+
   /** Documents the index's user alias would show (its filter), after a refresh so recent writes count. */
   async countCurrent(index: EsIndex, signal: AbortSignal): Promise<number> {
     await this.refresh(index.physical, signal);
