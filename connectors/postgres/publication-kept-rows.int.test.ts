@@ -10,6 +10,7 @@ import type pg from "pg";
 import type { Pump } from "../common/online-snapshot-test-support.ts";
 import { Fold, noTasks, pump, stopPumps, waitCheckpointAt, waitFor } from "../common/online-snapshot-test-support.ts";
 import { adminClient, checkpointing, cleanUp, newSource, randomName, sourceConfig } from "./int-test-support.ts";
+import type { Checkpoint } from "../contracts.ts";
 import { isSnapshotIncomplete } from "./positions.ts";
 import type { PostgresSource } from "./source.ts";
 
@@ -26,9 +27,12 @@ before(async () => {
   await admin.query(`INSERT INTO "${schema}".kept SELECT g, 'sad', 'r' || g FROM generate_series(1, 4) g`);
 });
 
+const stoppedConfig = sourceConfig({ tables: [`${schema}.out_stopped`, `${schema}.new_stopped`], snapshot: { mode: "initial", parallelism: 1, chunk_rows: 100 }, heartbeat_interval: 300 });
+
 after(async () => {
   await stopCheckpoints();
   await cleanUp(admin, config);
+  await cleanUp(admin, stoppedConfig);
   await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await admin.end();
 });
@@ -85,4 +89,48 @@ test("with a publication that leaves out deletes, an enum label renamed, an iden
   } finally {
     await stopPumps(pumps, [source]);
   }
+});
+
+test("with a publication that leaves out deletes, a table taken out of it while Sluice is stopped is put back at the next start with its targets not emptied and read again with no reset: the deleted row stays; one dropped and created again meanwhile is still emptied", { timeout: 120_000 }, async () => {
+  const c = stoppedConfig;
+  await admin.query(`CREATE TABLE "${schema}".out_stopped (id int PRIMARY KEY, v text); INSERT INTO "${schema}".out_stopped SELECT g, 'r' || g FROM generate_series(1, 3) g`);
+  await admin.query(`CREATE TABLE "${schema}".new_stopped (id int PRIMARY KEY, v text); INSERT INTO "${schema}".new_stopped SELECT g, 'r' || g FROM generate_series(1, 3) g`);
+  // As the sinks hold them, across both runs.
+  const out = new Fold("out_stopped");
+  const recreated = new Fold("new_stopped");
+  const values = (fold: Fold): Record<string, unknown> => Object.fromEntries([...fold.visible()].map(([id, row]) => [id, row["v"]]));
+  let checkpoint: Checkpoint | null = null;
+  for (const run of ["first", "second"] as const) {
+    const source: PostgresSource = newSource(c, { tableDiscoveryMs: 300 });
+    const pumps: Pump[] = [];
+    try {
+      await source.connect(checkpoint, AbortSignal.timeout(30_000));
+      const state = pump(source, [out, recreated]);
+      // The entries stored so far, as a topic log keeps them: a checkpoint writes only those that changed.
+      state.checkpoint = checkpoint;
+      pumps.push(state);
+      if (run === "first") {
+        await waitFor("the initial snapshot", () => state.checkpoint !== null && !isSnapshotIncomplete(state.checkpoint.position) && noTasks(state) && out.visible().size === 3 && recreated.visible().size === 3, 30_000);
+        await admin.query(`ALTER PUBLICATION "${c.publication}" SET (publish = 'insert, update')`);
+        // A look records the publication's options.
+        await new Promise((resolve) => setTimeout(resolve, 900));
+        await admin.query(`DELETE FROM "${schema}".out_stopped WHERE id = 2`);
+        await caughtUp(state);
+        assert.deepEqual(values(out), { 1: "r1", 2: "r2", 3: "r3" }, "the deleted row is kept (deletes not published)");
+      } else {
+        await waitFor("both tables read again", () => out.visible().get("3")?.["v"] === "while out" && recreated.visible().has("10") && noTasks(state), 30_000);
+        await caughtUp(state);
+      }
+      checkpoint = state.checkpoint;
+    } finally {
+      await stopPumps(pumps, [source]);
+    }
+    if (run === "first") {
+      // Stopped: one table taken out of the publication and changed; the other dropped and created again (a new relid).
+      await admin.query(`ALTER PUBLICATION "${c.publication}" DROP TABLE "${schema}".out_stopped; UPDATE "${schema}".out_stopped SET v = 'while out' WHERE id = 3`);
+      await admin.query(`DROP TABLE "${schema}".new_stopped; CREATE TABLE "${schema}".new_stopped (id int PRIMARY KEY, v text); INSERT INTO "${schema}".new_stopped VALUES (10, 'new')`);
+    }
+  }
+  assert.deepEqual(values(out), { 1: "r1", 2: "r2", 3: "while out" }, "put back by the start: not emptied, the deleted row kept on purpose stays");
+  assert.deepEqual(values(recreated), { 10: "new" }, "dropped and created again: its targets emptied, the dropped table's rows gone");
 });

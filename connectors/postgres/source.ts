@@ -363,14 +363,28 @@ export class PostgresSource extends CaptureSource<PostgresSourceBatch, StreamSta
     // another created) while Sluice was stopped: WAL has no record of that, and its targets hold the old table's rows.
     // A table never captured has no rows there; one whose capture stopped has stale ones: all are emptied, then backfilled
     // (asked for in the ALTER PUBLICATION's transaction: the stream hands the request on, see backfillStatement).
-    const emptied = plan.kind === "stream" && config.snapshot.mode !== "never";
+    // But with a publication that leaves out delete or truncate (deleted rows kept in the sinks on purpose), one whose
+    // relid the checkpoint knows was only taken out of the publication: not emptied, its backfill has no reset (wholeRead).
+    const backfill = plan.kind === "stream" && config.snapshot.mode !== "never";
+    const keptLeftOut = backfill ? (await this.wholeRead()).leftOut : [];
+    const capturedBefore = keptLeftOut.length > 0 ? knownRelids(this.restoredLayouts, this.layouts.restoredMarks()) : new Set<number>();
+    const emptied = (t: TableRef): boolean => backfill && !capturedBefore.has(t.relid);
     // A table the ALTER cannot lock in time (a long transaction, CREATE INDEX CONCURRENTLY, an anti-wraparound vacuum) is
     // left out while the others are captured, and tried again by the catalog looks (RepublishTries), with a backfill.
     const locked: TableRef[] = [];
     const renamed: TableRef[] = [];
-    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, () => emptied, emptied, (tables, why) => (why === "renamed" ? renamed : locked).push(...tables));
+    const added = await ensurePublication(catalog, config, names, tables, server.version, logger, context, emptied, backfill, (tables, why) => (why === "renamed" ? renamed : locked).push(...tables));
     this.handedBackRenamed(renamed);
-    if (emptied && added.length > 0) logger.info({ tables: added.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
+    const addedEmptied = added.filter(emptied);
+    if (addedEmptied.length > 0) logger.info({ tables: addedEmptied.map((t) => `${t.schema}.${t.table}`) }, "tables added to the publication: their targets are emptied, then filled with their rows");
+    const addedKept = backfill ? added.filter((t) => !emptied(t)) : [];
+    if (addedKept.length > 0) {
+      logger.warn(
+        { publication: names.publication, tables: addedKept.map((t) => `${t.schema}.${t.table}`) },
+        `captured tables were out of publication "${names.publication}" (taken out while Sluice was stopped): their changes meanwhile were not streamed; put them back; their rows are read again ` +
+          `by an online snapshot with no reset, as the publication leaves out ${keptLeftOut.join(" and ")}: the rows kept on purpose stay in the sinks (their targets are not emptied)`,
+      );
+    }
     const publication = await publicationInfo(catalog, names.publication);
     const published = new Map((await publishedTables(catalog, names.publication, server.version)).map((t) => [`${t.schema}.${t.table}`, t]));
     // The tables start could not put in the publication were warned about: the catalog looks while streaming do not again,
@@ -1404,6 +1418,14 @@ async function currentLsn(db: pg.Client): Promise<bigint | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The relations a resumed checkpoint knows as captured (its layouts' record, its publication's members at the last
+ * look): a table put back in the publication with one of these relids was taken out, not dropped and created again.
+ */
+function knownRelids(layouts: ReadonlyMap<number, RelationLayout> | null, marks: string | null): Set<number> {
+  return new Set([...(layouts?.keys() ?? []), ...(decodeCatalogMarks(marks).publication?.members.keys() ?? [])]);
 }
 
 /** How a table is read again by itself (PostgresSource.wholeRead), for its warning: `reset`, what its reset does. */
