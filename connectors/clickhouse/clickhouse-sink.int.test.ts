@@ -298,42 +298,89 @@ describe("ClickHouse sink specifics", () => {
     }
   });
 
-  test("a rebuild's swap stopped between its view switch's two catalog saves (the new table live, the old one not yet dropped): the sink opened over two live tables keeps the one the view reads, copies into it the rows only the other holds, and writes there", async () => {
+  /**
+   * A rebuild's swap stopped between its view switch's two catalog saves, as an older Sluice left it: the view reads
+   * __v2, both __v1 and __v2 recorded live. Row 1 is at version 20: 'a' in __v1, 'b' (the rebuild's) in __v2.
+   */
+  async function leaveTwoLive(events: Events, target: string, name: string): Promise<void> {
+    const view = qualified(database, target);
+    const tables = qualified(database, "_sluice_tables");
+    const first = createSink(name);
+    await first.open(signal());
+    try {
+      assert.deepEqual((await first.write([events.insert(20n, { id: 1, v: "a" })], signal())).failures, []);
+      await first.prepareRebuild(events.schema, signal());
+      assert.deepEqual((await first.writeRebuild([events.insert(20n, { id: 1, v: "b" })], signal())).failures, []);
+      // The swap's view switch and its first save (the new table live; before, the old table's drop was a second save), then killed.
+      const [entry] = await rows(`SELECT argMax(columns, _seq) AS columns FROM ${tables} WHERE physical = '${target}__v2'`);
+      await sql(createViewSql(database, `${target}__view_next_test`, `${target}__v2`, JSON.parse(entry!["columns"]!)));
+      await sql(`RENAME TABLE ${view} TO ${qualified(database, `${target}__view_old_test`)}, ${qualified(database, `${target}__view_next_test`)} TO ${view}`);
+      await sql(`DROP TABLE ${qualified(database, `${target}__view_old_test`)}`);
+      await sql(
+        `INSERT INTO ${tables} (target, physical, role, generation, columns, dropped, _seq) SELECT target, physical, 'live', argMax(generation, _seq), argMax(columns, _seq), 0, max(_seq) + 1 ` +
+          `FROM ${tables} WHERE physical = '${target}__v2' GROUP BY target, physical`,
+      );
+    } finally {
+      await first.close();
+    }
+  }
+
+  const inUse = (target: string) =>
+    rows(`SELECT physical, argMax(role, _seq) AS role FROM ${qualified(database, "_sluice_tables")} WHERE target = '${target}' GROUP BY physical HAVING argMax(dropped, _seq) = 0 ORDER BY physical`);
+
+  test("a rebuild's swap stopped between its view switch's two catalog saves (the new table live, the old one not yet dropped): the sink opened over two live tables keeps the one the view reads, copies into it the rows only the other holds and the other's truncate, and writes there", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = renderTarget(TARGET_TEMPLATE, events.schema);
     const view = qualified(database, target);
-    const tables = qualified(database, "_sluice_tables");
     const name = `ch_${randomTableName("s")}`;
-    const first = createSink(name);
-    await first.open(signal());
-    assert.deepEqual((await first.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
-    await first.prepareRebuild(events.schema, signal());
-    assert.deepEqual((await first.writeRebuild([events.insert(1n, { id: 1, v: "b" })], signal())).failures, []);
-    // The swap's view switch and its first save (the new table live; before, the old table's drop was a second save), then killed.
-    const [entry] = await rows(`SELECT argMax(columns, _seq) AS columns FROM ${tables} WHERE physical = '${target}__v2'`);
-    await sql(createViewSql(database, `${target}__view_next_test`, `${target}__v2`, JSON.parse(entry!["columns"]!)));
-    await sql(`RENAME TABLE ${view} TO ${qualified(database, `${target}__view_old_test`)}, ${qualified(database, `${target}__view_next_test`)} TO ${view}`);
-    await sql(`DROP TABLE ${qualified(database, `${target}__view_old_test`)}`);
-    await sql(
-      `INSERT INTO ${tables} (target, physical, role, generation, columns, dropped, _seq) SELECT target, physical, 'live', argMax(generation, _seq), argMax(columns, _seq), 0, max(_seq) + 1 ` +
-        `FROM ${tables} WHERE physical = '${target}__v2' GROUP BY target, physical`,
-    );
-    // An older Sluice then wrote (and acknowledged) a row into the other table only: the repair must not drop it with its table.
-    await sql(`INSERT INTO ${qualified(database, `${target}__v1`)} (id, v, _sluice_version, _sluice_deleted) VALUES (5, 'only in v1', 5, 0)`);
-    await first.close();
+    await leaveTwoLive(events, target, name);
+    // An older Sluice then wrote (and acknowledged) a row into the other table only, and applied a source TRUNCATE at version 8 there:
+    // the repair must not drop the row with its table, nor show again the kept table's rows the truncate hid (6, at version 6).
+    await sql(`INSERT INTO ${qualified(database, `${target}__v1`)} (id, v, _sluice_version, _sluice_deleted) VALUES (5, 'only in v1', 25, 0)`);
+    await sql(`INSERT INTO ${qualified(database, `${target}__v2`)} (id, v, _sluice_version, _sluice_deleted) VALUES (6, 'in v2 below the truncate', 6, 0)`);
+    await sql(`INSERT INTO ${qualified(database, "_sluice_truncates")} (physical, version) VALUES ('${target}__v1', 8)`);
     const restarted = createSink(name);
     await restarted.open(signal());
     try {
-      const inUse = await rows(`SELECT physical, argMax(role, _seq) AS role FROM ${tables} WHERE target = '${target}' GROUP BY physical HAVING argMax(dropped, _seq) = 0 ORDER BY physical`);
-      assert.deepEqual(inUse, [{ physical: `${target}__v2`, role: "live" }], "the table the view reads is kept, the other dropped");
+      assert.deepEqual(await inUse(target), [{ physical: `${target}__v2`, role: "live" }], "the table the view reads is kept, the other dropped");
       for (let id = 10; id < 15; id++) assert.deepEqual((await restarted.write([events.insert(BigInt(id), { id, v: `new ${id}` })], signal())).failures, []);
       assert.deepEqual(
         (await rows(`SELECT id, v FROM ${view} ORDER BY id`)).map((r) => `${r["id"]} ${r["v"]}`),
         ["1 b", "5 only in v1", "10 new 10", "11 new 11", "12 new 12", "13 new 13", "14 new 14"],
-        "the other table's row it lacked was copied (its same change, 1 a, was not), and the writes went where the view reads",
+        "the other table's row it lacked was copied (its same change, 1 a, was not), its truncate hides 6, and the writes went where the view reads",
       );
     } finally {
       await restarted.close();
+    }
+  });
+
+  test("two live tables whose key columns differ in type (a rebuild for a sorting-key type change): the other's rows are copied as the kept table's types; rows that cannot be converted leave the other table on the server, out of the catalog, and the sink starts", async () => {
+    for (const [value, copied] of [["7", true], ["x7", false]] as const) {
+      const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+      const target = renderTarget(TARGET_TEMPLATE, events.schema);
+      const view = qualified(database, target);
+      const other = qualified(database, `${target}__v1`);
+      const name = `ch_${randomTableName("s")}`;
+      await leaveTwoLive(events, target, name);
+      // The older table keyed by text: its rows '1' (the change __v2 holds as 1) and one only it holds.
+      const [v] = await rows(`SELECT type FROM system.columns WHERE database = '${database}' AND table = '${target}__v1' AND name = 'v'`);
+      await sql(`DROP TABLE ${other}`);
+      await sql(`CREATE TABLE ${other} (id String, v ${v!["type"]}, _sluice_version UInt64, _sluice_deleted UInt8) ENGINE = ReplacingMergeTree(_sluice_version) ORDER BY (id)`);
+      await sql(`INSERT INTO ${other} (id, v, _sluice_version, _sluice_deleted) VALUES ('1', 'a', 20, 0), ('${value}', 'only in v1', 25, 0)`);
+      const restarted = createSink(name);
+      await restarted.open(signal());
+      try {
+        assert.deepEqual(await inUse(target), [{ physical: `${target}__v2`, role: "live" }]);
+        assert.deepEqual(
+          (await rows(`SELECT id, v FROM ${view} ORDER BY id`)).map((r) => `${r["id"]} ${r["v"]}`),
+          copied ? ["1 b", "7 only in v1"] : ["1 b"],
+        );
+        const left = await rows(`SELECT count() AS n FROM system.tables WHERE database = '${database}' AND name = '${target}__v1'`);
+        assert.deepEqual(left, [{ n: copied ? "0" : "1" }], copied ? "copied, then dropped" : "not convertible: kept on the server");
+        assert.deepEqual((await restarted.write([events.insert(30n, { id: 2, v: "new" })], signal())).failures, []);
+      } finally {
+        await restarted.close();
+      }
     }
   });
 

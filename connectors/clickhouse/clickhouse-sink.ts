@@ -1051,12 +1051,30 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     const kept = lives.find((t) => t.physical === source) ?? lives.reduce((a, b) => (b.generation > a.generation ? b : a));
     const others = lives.filter((t) => t !== kept);
     const copied: Record<string, number> = {};
-    for (const other of others) copied[other.physical] = await this.#copyInto(kept, other, signal);
+    const setAside: ClickHouseTable[] = [];
+    for (const other of others) {
+      try {
+        copied[other.physical] = await this.#copyInto(kept, other, signal);
+      } catch (error) {
+        if (!(error instanceof ClickHouseDataError || (error instanceof SluiceError && error.code === "SINK_REQUEST_FAILED"))) throw error;
+        // Its rows may be the only copy of acknowledged changes: left on the server for an operator, out of the catalog so the sink starts.
+        this.#logger.error(
+          { target, live: kept.physical, setAside: other.physical, err: errorMessage(error) },
+          "a table an older Sluice left live beside the one the view reads could not be copied into it: it is kept on the server, no longer written or read by the view; copy its rows the view lacks by hand, then drop it",
+        );
+        setAside.push(other);
+      }
+      // A truncate the older Sluice applied to the other table hides the kept table's rows at or below it too.
+      if (other.truncateVersion > kept.truncateVersion) await this.#truncate(kept, other.truncateVersion, signal);
+    }
     await this.#cat().saveAll(others.map((table) => ({ table, dropped: true })), signal);
-    for (const other of others) await this.#dropSaved(other, signal);
+    for (const other of others) {
+      if (setAside.includes(other)) this.#forget(other);
+      else await this.#dropSaved(other, signal);
+    }
     this.#logger.warn(
-      { target, live: kept.physical, dropped: others.map((t) => t.physical), copied },
-      "finished a rebuild's swap stopped between its catalog saves (two tables recorded live): the table the view reads is kept live, the other's rows copied into it, then the other dropped",
+      { target, live: kept.physical, dropped: others.filter((t) => !setAside.includes(t)).map((t) => t.physical), copied },
+      "finished a rebuild's swap stopped between its catalog saves (two tables recorded live): the table the view reads is kept live, the other's rows and truncates carried into it, then the other dropped",
     );
   }
 
@@ -1073,16 +1091,19 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
     if (!source || !into) return 0;
     const writable = (c: ServerColumn): boolean => c.defaultKind !== "MATERIALIZED" && c.defaultKind !== "ALIAS";
     const names = new Set(source.filter(writable).map((c) => c.name));
-    const list = into.filter((c) => writable(c) && names.has(c.name)).map((c) => ident(c.name));
-    const key = [...into.filter((c) => c.sortingKey).map((c) => ident(c.name)), ident(VERSION_COLUMN)].join(", ");
+    const columns = into.filter((c) => writable(c) && names.has(c.name));
+    const list = columns.map((c) => ident(c.name));
+    // As `kept`'s types: a rebuild for a sorting-key type change leaves the two tables' key columns of different types.
+    const cast = (c: ServerColumn): string => `CAST(${ident(c.name)}, ${sqlString(c.type)})`;
+    const keyColumns = [...into.filter((c) => c.sortingKey && c.name !== VERSION_COLUMN), ...into.filter((c) => c.name === VERSION_COLUMN)];
     const where =
       `WHERE ${ident(VERSION_COLUMN)} > (SELECT max(version) FROM ${qualified(this.#database, TRUNCATES_TABLE)} WHERE physical = ${sqlString(from.physical)}) ` +
-      `AND (${key}) NOT IN (SELECT ${key} FROM ${qualified(this.#database, kept.physical)})`;
+      `AND (${keyColumns.map(cast).join(", ")}) NOT IN (SELECT ${keyColumns.map((c) => ident(c.name)).join(", ")} FROM ${qualified(this.#database, kept.physical)})`;
     const [count] = parseTsv(await this.#conn().select(`SELECT count() FROM ${qualified(this.#database, from.physical)} ${where} FORMAT TabSeparated`, signal));
     const rows = Number(count?.[0]?.toString() ?? "0");
     if (rows > 0) {
       await this.#conn().command(
-        `INSERT INTO ${qualified(this.#database, kept.physical)} (${list.join(", ")}) SELECT ${list.join(", ")} FROM ${qualified(this.#database, from.physical)} ${where}`,
+        `INSERT INTO ${qualified(this.#database, kept.physical)} (${list.join(", ")}) SELECT ${columns.map(cast).join(", ")} FROM ${qualified(this.#database, from.physical)} ${where}`,
         signal,
       );
     }
@@ -1115,11 +1136,16 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
 
   /** Drops a table already saved as dropped in the catalog. */
   async #dropSaved(table: ClickHouseTable, signal: AbortSignal): Promise<void> {
+    this.#forget(table);
+    await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, table.physical)}`, signal);
+  }
+
+  /** Drops a table saved as dropped from memory, leaving the server's table as it is. */
+  #forget(table: ClickHouseTable): void {
     this.#tables.delete(table.physical);
     this.#server.delete(table.physical);
     this.#checked.delete(table.physical);
     this.#mismatched.delete(table.physical);
-    await this.#conn().command(`DROP TABLE IF EXISTS ${qualified(this.#database, table.physical)}`, signal);
   }
 
   #find(target: string, role: "live" | "shadow"): ClickHouseTable | null {
