@@ -740,6 +740,30 @@ describe("Elasticsearch sink specifics", () => {
     assert.deepEqual((await visibleRows(target, events.schema)).map((r) => r["id"]), ["1", "2"]);
   });
 
+  test("an index that runs an ingest pipeline (an operator's index template sets index.default_pipeline) halts the table naming the index and the pipeline, writes nothing, and goes on once it is taken off", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const pipeline = `${prefix}_pl_${randomBytes(3).toString("hex")}`;
+    // The only processor the test distribution has; it fails here (no security), where a real cluster's "remove" would drop a field silently.
+    await admin.ingest.putPipeline({ id: pipeline, processors: [{ set_security_user: { field: "u" } }] });
+    await admin.indices.putIndexTemplate({ name: pipeline, index_patterns: [`${target}__v*`], priority: 900, template: { settings: { "index.default_pipeline": pipeline } } });
+    try {
+      const result = await sink.write([events.insert(1n, { id: 1, v: "a" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+      assert.match(result.failures[0]!.error.message, new RegExp(`the index "${target}__v1" runs index\\.default_pipeline "${pipeline}" on every write`));
+      assert.equal(liftsByItself(result.failures[0]!.error), true);
+      await admin.indices.refresh({ index: `${target}__v1` });
+      assert.equal((await admin.count({ index: `${target}__v1` })).count, 0);
+      await admin.indices.putSettings({ index: `${target}__v1`, settings: { "index.default_pipeline": null } });
+      assert.deepEqual((await sink.write([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    } finally {
+      await admin.indices.deleteIndexTemplate({ name: pipeline });
+      await admin.indices.putSettings({ index: `${target}__v1`, settings: { "index.default_pipeline": null } }).catch(() => undefined);
+      await admin.ingest.deletePipeline({ id: pipeline });
+    }
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "1", v: "a" }]);
+  });
+
   test("a rebuild's swap stopped (kill -9) after its alias moved, before the old index was deleted: the old index is deleted when the target is next loaded", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

@@ -544,6 +544,8 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       if (indexes.live === null && indexes.shadow === null && initialColumns(schema, context).every((column) => column.default === undefined)) {
         await this.#createLive(indexes, target, schema, context, () => undefined, signal);
       }
+      // An index running an ingest pipeline: left to the write, which halts the table.
+      if ([indexes.live, indexes.shadow].some((index) => (index?.pipelines?.length ?? 0) > 0)) return undefined;
     } catch (error) {
       this.#logger.debug({ err: error, table: context.table }, "index not prepared for a staged write: the batch goes through the write");
       return undefined;
@@ -656,6 +658,13 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       primary = indexes.shadow;
     }
     const physicals = mirror ? [primary, mirror] : [primary];
+    const piped = physicals.filter((index) => (index.pipelines?.length ?? 0) > 0);
+    if (piped.length > 0) {
+      // Loaded again (settings read) at the next write: the table goes on once the pipeline is taken off.
+      this.#targets.delete(target);
+      failures.add(allIndices(changes), ingestPipelineSet(piped, context));
+      return null;
+    }
     // An index deleted behind the sink's back fails a request (mapping, reads, truncate) with 404: the table's changes fail as in #writeRows.
     const goneFails = (error: unknown): boolean => {
       const reason = indexNotFound(error);
@@ -1093,6 +1102,19 @@ function aliasOnOtherIndexes(target: string, holders: readonly string[], context
     `Elasticsearch: the alias "${target}" is on ${holders.map((name) => `"${name}"`).join(", ")} only, not on any of the table's own indexes ("${target}__v<N>", which the sink made): it was moved by hand; the sink writes nothing through it`,
     context,
     `put the alias back on the table's index (GET _cat/indices/${target}__v*?expand_wildcards=all lists them; POST _aliases), or take it off those indexes and fill the table again (sluice replay --sink NAME --from-beginning --rebuild --table T --execute); the table is read again by itself (retry.blocked_interval) and goes on once the alias is on its index; sluice halted retry reads it again at once`,
+    undefined,
+    true,
+  );
+}
+
+/** The table's index runs an ingest pipeline on every write: it may drop, rename or change fields, and the index would no longer hold the source's rows. */
+function ingestPipelineSet(indexes: readonly EsIndex[], context: { sink: string; table: string }): SluiceError {
+  const named = indexes.map((index) => `"${index.physical}" runs ${(index.pipelines ?? []).join(" and ")}`).join("; ");
+  const first = indexes[0]!.physical;
+  return targetBlocked(
+    `Elasticsearch: the index ${named} on every write (set on the index, or by an index template matching it): a pipeline can drop, rename or change fields, so the index would not hold the source's rows; the sink writes nothing there`,
+    context,
+    `take the setting off the index (PUT ${first}/_settings {"index.default_pipeline": null, "index.final_pipeline": null}) and out of the index template that sets it (GET _index_template/_simulate_index/${first} shows it); the table is read again by itself (retry.blocked_interval) and goes on once no pipeline is set; sluice halted retry reads it again at once`,
     undefined,
     true,
   );

@@ -28,6 +28,20 @@ export interface EsIndex {
   readonly owner?: TableId | undefined;
   /** Which sink process made the index (a rebuild's shadow, in its `_meta`): it knows its own index made by a create whose reply was lost. */
   readonly maker?: string | undefined;
+  /** The ingest pipelines the index runs on every write (`index.default_pipeline`, `index.final_pipeline`: an operator's, often from a template), as `setting "name"`. */
+  pipelines?: readonly string[];
+}
+
+type IndexSettings = { index?: { refresh_interval?: string; default_pipeline?: string; final_pipeline?: string } };
+
+/** The ingest pipelines an index's settings make it run on every write ("_none" is none). */
+export function ingestPipelines(settings: IndexSettings | undefined): string[] {
+  const out: string[] = [];
+  for (const setting of ["default_pipeline", "final_pipeline"] as const) {
+    const name = settings?.index?.[setting];
+    if (typeof name === "string" && name !== "" && name !== "_none") out.push(`index.${setting} ${JSON.stringify(name)}`);
+  }
+  return out;
 }
 
 export interface TargetIndexes {
@@ -126,7 +140,7 @@ export class Indices {
   async load(target: string, signal: AbortSignal): Promise<TargetIndexes> {
     const existing = (await this.#call("list indexes", () =>
       this.#client.indices.get({ index: `${target}__v*`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
-    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: { index?: { refresh_interval?: string } } }>;
+    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: IndexSettings }>;
     const out: TargetIndexes = { live: null, shadow: null, maxGeneration: 0 };
     const unaliased: { name: string; generation: number }[] = [];
     for (const [name, info] of Object.entries(existing)) {
@@ -149,6 +163,7 @@ export class Indices {
         truncateVersion: BigInt(sluice?.truncateVersion ?? "0"),
         columns: sluice?.columns ?? [],
         ...(sluice?.table === undefined ? {} : { owner: sluice.table }),
+        pipelines: ingestPipelines(info.settings),
       };
     }
     // An older generation without alias was the live index of a swap stopped (kill -9) after its alias moved, before the index was deleted.
@@ -188,6 +203,11 @@ export class Indices {
         { signal },
       ),
     );
+    // An index template matching the index may have given it a pipeline.
+    const made = (await this.#call("read index settings", () =>
+      this.#client.indices.getSettings({ index: index.physical, expand_wildcards: "all" }, { signal }),
+    )) as Record<string, { settings?: IndexSettings }>;
+    index.pipelines = ingestPipelines(made[index.physical]?.settings);
   }
 
   /** Whether the index exists under the alias with `maker` in its `_meta` (Indices.create wrote it so), read by its name alone. */
