@@ -764,6 +764,27 @@ describe("Elasticsearch sink specifics", () => {
     assert.deepEqual(await visibleRows(target, events.schema), [{ id: "1", v: "a" }]);
   });
 
+  test("an index an operator's template gives a _source filter (excludes) halts the table naming it, writes nothing; a rebuild after the template is fixed brings the values", async () => {
+    const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
+    const target = targetOf(events.schema);
+    const templateName = `${prefix}_src_${randomBytes(3).toString("hex")}`;
+    await admin.indices.putIndexTemplate({ name: templateName, index_patterns: [`${target}__v*`], priority: 900, template: { mappings: { _source: { excludes: ["v"] } } } });
+    try {
+      const result = await sink.write([events.insert(1n, { id: 1, v: "a" })], signal());
+      assert.deepEqual(result.failures.map((f) => [f.index, f.retriable, (f.error as SluiceError).code]), [[0, false, "SINK_TARGET_BLOCKED"]]);
+      assert.match(result.failures[0]!.error.message, new RegExp(`the index "${target}__v1" has _source\\.excludes \\["v"\\]`));
+      await admin.indices.refresh({ index: `${target}__v1` });
+      assert.equal((await admin.count({ index: `${target}__v1` })).count, 0);
+    } finally {
+      await admin.indices.deleteIndexTemplate({ name: templateName });
+    }
+    await sink.prepareRebuild(events.schema, signal());
+    assert.deepEqual((await sink.writeRebuild([events.insert(1n, { id: 1, v: "a" })], signal())).failures, []);
+    await sink.swap(events.schema, signal());
+    assert.deepEqual((await sink.write([events.insert(2n, { id: 2, v: "b" })], signal())).failures, []);
+    assert.deepEqual(await visibleRows(target, events.schema), [{ id: "1", v: "a" }, { id: "2", v: "b" }]);
+  });
+
   test("a rebuild's swap stopped (kill -9) after its alias moved, before the old index was deleted: the old index is deleted when the target is next loaded", async () => {
     const events = new Events(tableSchema(randomTableName(), [["id", "integer"], ["v", "text"]]));
     const target = targetOf(events.schema);

@@ -545,7 +545,7 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
         await this.#createLive(indexes, target, schema, context, () => undefined, signal);
       }
       // An index running an ingest pipeline: left to the write, which halts the table.
-      if ([indexes.live, indexes.shadow].some((index) => (index?.pipelines?.length ?? 0) > 0)) return undefined;
+      if ([indexes.live, indexes.shadow].some((index) => (index?.pipelines?.length ?? 0) + (index?.sourceAltered?.length ?? 0) > 0)) return undefined;
     } catch (error) {
       this.#logger.debug({ err: error, table: context.table }, "index not prepared for a staged write: the batch goes through the write");
       return undefined;
@@ -663,6 +663,12 @@ export class ElasticsearchSink implements VersionedSink, ErasableSink, StagingSi
       // Loaded again (settings read) at the next write: the table goes on once the pipeline is taken off.
       this.#targets.delete(target);
       failures.add(allIndices(changes), ingestPipelineSet(piped, context));
+      return null;
+    }
+    const filtered = physicals.filter((index) => (index.sourceAltered?.length ?? 0) > 0);
+    if (filtered.length > 0) {
+      this.#targets.delete(target);
+      failures.add(allIndices(changes), sourceAlteredRefusal(filtered, context));
       return null;
     }
     // An index deleted behind the sink's back fails a request (mapping, reads, truncate) with 404: the table's changes fail as in #writeRows.
@@ -1115,6 +1121,19 @@ function ingestPipelineSet(indexes: readonly EsIndex[], context: { sink: string;
     `Elasticsearch: the index ${named} on every write (set on the index, or by an index template matching it): a pipeline can drop, rename or change fields, so the index would not hold the source's rows; the sink writes nothing there`,
     context,
     `take the setting off the index (PUT ${first}/_settings {"index.default_pipeline": null, "index.final_pipeline": null}) and out of the index template that sets it (GET _index_template/_simulate_index/${first} shows it); the table is read again by itself (retry.blocked_interval) and goes on once no pipeline is set; sluice halted retry reads it again at once`,
+    undefined,
+    true,
+  );
+}
+
+/** The table's index keeps `_source` other than as written (an operator's template): the columns left out would be lost silently, and the sink reads stored documents back. */
+function sourceAlteredRefusal(indexes: readonly EsIndex[], context: { sink: string; table: string }): SluiceError {
+  const named = indexes.map((index) => `"${index.physical}" has ${(index.sourceAltered ?? []).join(" and ")}`).join("; ");
+  const first = indexes[0]!.physical;
+  return targetBlocked(
+    `Elasticsearch: the index ${named} (from an index template matching it): it would not keep the documents as written, so values of the source's rows would be lost; the sink writes nothing there`,
+    context,
+    `take it out of the index template (GET _index_template/_simulate_index/${first} shows which one), then fill the table again into a new index (sluice replay --sink NAME --from-beginning --rebuild --table T --execute; a mapping's _source cannot be changed on an existing index); the table is read again by itself (retry.blocked_interval) and goes on once its index keeps _source as written`,
     undefined,
     true,
   );

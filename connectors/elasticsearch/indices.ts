@@ -30,9 +30,27 @@ export interface EsIndex {
   readonly maker?: string | undefined;
   /** The ingest pipelines the index runs on every write (`index.default_pipeline`, `index.final_pipeline`: an operator's, often from a template), as `setting "name"`. */
   pipelines?: readonly string[];
+  /** What makes the index keep `_source` other than as written (an operator's template: `_source` excludes, includes, disabled, synthetic), as `setting value`. */
+  sourceAltered?: readonly string[];
 }
 
-type IndexSettings = { index?: { refresh_interval?: string; default_pipeline?: string; final_pipeline?: string } };
+type IndexSettings = { index?: { refresh_interval?: string; default_pipeline?: string; final_pipeline?: string; mapping?: { source?: { mode?: string } } } };
+type SourceMapping = { _source?: { enabled?: unknown; includes?: unknown; excludes?: unknown; mode?: unknown } };
+
+/** What in an index's mapping and settings keeps `_source` other than the document as written. */
+export function sourceAlterations(mappings: SourceMapping | undefined, settings: IndexSettings | undefined): string[] {
+  const out: string[] = [];
+  const source = mappings?._source;
+  if (source?.enabled === false || source?.enabled === "false") out.push("_source.enabled false");
+  for (const key of ["includes", "excludes"] as const) {
+    const fields = source?.[key];
+    if (Array.isArray(fields) && fields.length > 0) out.push(`_source.${key} ${JSON.stringify(fields)}`);
+  }
+  if (typeof source?.mode === "string" && source.mode !== "stored") out.push(`_source.mode ${JSON.stringify(source.mode)}`);
+  const mode = settings?.index?.mapping?.source?.mode;
+  if (typeof mode === "string" && mode !== "stored") out.push(`index.mapping.source.mode ${JSON.stringify(mode)}`);
+  return out;
+}
 
 /** The ingest pipelines an index's settings make it run on every write ("_none" is none). */
 export function ingestPipelines(settings: IndexSettings | undefined): string[] {
@@ -140,7 +158,7 @@ export class Indices {
   async load(target: string, signal: AbortSignal): Promise<TargetIndexes> {
     const existing = (await this.#call("list indexes", () =>
       this.#client.indices.get({ index: `${target}__v*`, expand_wildcards: "all", ignore_unavailable: true, allow_no_indices: true }, { signal }),
-    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } }; settings?: IndexSettings }>;
+    )) as Record<string, { aliases?: Record<string, unknown>; mappings?: { _meta?: { sluice?: SluiceMeta } } & SourceMapping; settings?: IndexSettings }>;
     const out: TargetIndexes = { live: null, shadow: null, maxGeneration: 0 };
     const unaliased: { name: string; generation: number }[] = [];
     for (const [name, info] of Object.entries(existing)) {
@@ -164,6 +182,7 @@ export class Indices {
         columns: sluice?.columns ?? [],
         ...(sluice?.table === undefined ? {} : { owner: sluice.table }),
         pipelines: ingestPipelines(info.settings),
+        sourceAltered: sourceAlterations(info.mappings, info.settings),
       };
     }
     // An older generation without alias was the live index of a swap stopped (kill -9) after its alias moved, before the index was deleted.
@@ -203,11 +222,12 @@ export class Indices {
         { signal },
       ),
     );
-    // An index template matching the index may have given it a pipeline.
-    const made = (await this.#call("read index settings", () =>
-      this.#client.indices.getSettings({ index: index.physical, expand_wildcards: "all" }, { signal }),
-    )) as Record<string, { settings?: IndexSettings }>;
+    // An index template matching the index may have given it a pipeline or a _source filter.
+    const made = (await this.#call("read index", () =>
+      this.#client.indices.get({ index: index.physical, expand_wildcards: "all" }, { signal }),
+    )) as Record<string, { mappings?: SourceMapping; settings?: IndexSettings }>;
     index.pipelines = ingestPipelines(made[index.physical]?.settings);
+    index.sourceAltered = sourceAlterations(made[index.physical]?.mappings, made[index.physical]?.settings);
   }
 
   /** Whether the index exists under the alias with `maker` in its `_meta` (Indices.create wrote it so), read by its name alone. */
