@@ -1056,7 +1056,9 @@ export class ClickHouseSink implements VersionedSink, ErasableSink, StagingSink 
       try {
         copied[other.physical] = await this.#copyInto(kept, other, signal);
       } catch (error) {
-        if (!(error instanceof ClickHouseDataError || (error instanceof SluiceError && error.code === "SINK_REQUEST_FAILED"))) throw error;
+        // Only a refusal of the rows themselves (a value that does not convert): anything else (a grant, a profile's
+        // read limit, a cancelled query) fails the open, retried, so the copy is tried again once it is mended.
+        if (!(error instanceof ClickHouseDataError)) throw error;
         // Its rows may be the only copy of acknowledged changes: left on the server for an operator, out of the catalog so the sink starts.
         this.#logger.error(
           { target, live: kept.physical, setAside: other.physical, err: errorMessage(error) },
