@@ -34,7 +34,9 @@ export interface EsIndex {
   sourceAltered?: readonly string[];
 }
 
-type IndexSettings = { index?: { refresh_interval?: string; default_pipeline?: string; final_pipeline?: string; mapping?: { source?: { mode?: string } } } };
+type IndexSettings = {
+  index?: { refresh_interval?: string; default_pipeline?: string; final_pipeline?: string; mode?: string; source?: { mode?: string }; mapping?: { source?: { mode?: string } } };
+};
 type SourceMapping = { _source?: { enabled?: unknown; includes?: unknown; excludes?: unknown; mode?: unknown } };
 
 /** What in an index's mapping and settings keeps `_source` other than the document as written. */
@@ -44,11 +46,17 @@ export function sourceAlterations(mappings: SourceMapping | undefined, settings:
   if (source?.enabled === false || source?.enabled === "false") out.push("_source.enabled false");
   for (const key of ["includes", "excludes"] as const) {
     const fields = source?.[key];
-    if (Array.isArray(fields) && fields.length > 0) out.push(`_source.${key} ${JSON.stringify(fields)}`);
+    const keepsAll = key === "includes" && Array.isArray(fields) && fields.length === 1 && fields[0] === "*";
+    if (Array.isArray(fields) && fields.length > 0 && !keepsAll) out.push(`_source.${key} ${JSON.stringify(fields)}`);
   }
   if (typeof source?.mode === "string" && source.mode !== "stored") out.push(`_source.mode ${JSON.stringify(source.mode)}`);
-  const mode = settings?.index?.mapping?.source?.mode;
-  if (typeof mode === "string" && mode !== "stored") out.push(`index.mapping.source.mode ${JSON.stringify(mode)}`);
+  // The source mode's setting under both names Elasticsearch has used, and the index modes whose default is a synthetic _source.
+  for (const [name, mode] of [["index.mapping.source.mode", settings?.index?.mapping?.source?.mode], ["index.source.mode", settings?.index?.source?.mode]] as const) {
+    if (typeof mode === "string" && mode !== "stored") out.push(`${name} ${JSON.stringify(mode)}`);
+  }
+  const indexMode = settings?.index?.mode;
+  const sourceModeSet = [settings?.index?.mapping?.source?.mode, settings?.index?.source?.mode, source?.mode].some((mode) => typeof mode === "string");
+  if ((indexMode === "logsdb" || indexMode === "time_series") && !sourceModeSet) out.push(`index.mode ${JSON.stringify(indexMode)} (a synthetic _source by default)`);
   return out;
 }
 
