@@ -32,8 +32,11 @@ export function mountTmpfs(size: string): Mounted | string {
   return {
     mount,
     unmount: () => {
-      execFileSync("umount", [mount]);
-      rmSync(mount, { recursive: true, force: true });
+      try {
+        execFileSync("umount", [mount]);
+      } finally {
+        rmSync(mount, { recursive: true, force: true });
+      }
     },
   };
 }
@@ -56,13 +59,19 @@ export function mountExt4(options: { noReservedBlocks?: boolean; remountReadOnly
     rmSync(base, { recursive: true, force: true });
     return "loop-mounting an ext4 image was refused";
   }
-  const device = execFileSync("findmnt", ["-n", "-o", "SOURCE", mount], { encoding: "utf8" }).trim();
-  return {
-    mount,
-    trigger: `/sys/fs/ext4/${basename(device)}/trigger_fs_error`,
-    unmount: () => {
+  const unmount = (): void => {
+    try {
       execFileSync("umount", [mount]);
+    } finally {
       rmSync(base, { recursive: true, force: true });
-    },
+    }
   };
+  let device: string;
+  try {
+    device = execFileSync("findmnt", ["-n", "-o", "SOURCE", mount], { encoding: "utf8" }).trim();
+  } catch (error) {
+    unmount();
+    throw error;
+  }
+  return { mount, trigger: `/sys/fs/ext4/${basename(device)}/trigger_fs_error`, unmount };
 }
