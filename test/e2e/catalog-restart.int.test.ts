@@ -96,7 +96,7 @@ test("embedded log: a table taken out of the publication and put back while the 
 
   await outAndBack(publication, "emb");
   daemon = await startReady(dir, config, "emb");
-  await waitFor("the table read again", async () => (await daemon.status()).sources[0]?.snapshots?.some((s) => s.state === "done") === true, { daemon, timeoutMs: 20_000, intervalMs: 200 });
+  await waitFor("the table read again", async () => (await daemon.status()).sources[0]?.snapshots?.some((s) => s.state === "done") === true, { daemon, timeoutMs: 60_000, intervalMs: 200 });
   await waitCaughtUp(daemon, client, { timeoutMs: 30_000 });
   await daemon.stop();
   const ids = new Set((await readEmbeddedTopics(join(dir, "emb.db"), [topic], { decode: true })).map((r) => r.event?.after?.["id"]));
@@ -112,7 +112,7 @@ test("Kafka: a table taken out of the publication and put back while the daemon 
   await outAndBack(publication, "kfk");
   daemon = await startReady(dir, config, "kfk");
   const started = daemon;
-  await waitFor("the row in the topic", async () => (await kafkaIds(started.configFile, topic)).has(1000), { daemon, timeoutMs: 20_000, intervalMs: 500 });
+  await waitFor("the row in the topic", async () => (await kafkaIds(started.configFile, topic)).has(1000), { daemon, timeoutMs: 60_000, intervalMs: 500 });
   await daemon.stop();
 });
 
@@ -130,6 +130,6 @@ test("Kafka, capture standby: a table taken out of the publication and put back 
   await leader.kill();
   await outAndBack(publication, "stb");
   await waitFor("the standby to lead", async () => (await role(standby)) === "leader", { daemon: standby, timeoutMs: 30_000, intervalMs: 200 });
-  await waitFor("the row in the topic", async () => (await kafkaIds(standby.configFile, topic)).has(1000), { daemon: standby, timeoutMs: 20_000, intervalMs: 500 });
+  await waitFor("the row in the topic", async () => (await kafkaIds(standby.configFile, topic)).has(1000), { daemon: standby, timeoutMs: 60_000, intervalMs: 500 });
   await standby.stop();
 });
