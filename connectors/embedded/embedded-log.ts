@@ -38,7 +38,7 @@ import { fileIdentity, filesVerdict, type LogFiles } from "./files-in-place.ts";
 import { folderCreationFailure, openFailureReason, writeRefusal } from "./open-failure.ts";
 import { EmbeddedRegistryJournal } from "./registry-journal.ts";
 import { prepareDatabase, readLogId } from "./schema.ts";
-import { topicLogError } from "./sqlite-errors.ts";
+import { rollBackQuietly, topicLogError } from "./sqlite-errors.ts";
 import { notifierFor, notifyAppend } from "./wakeup.ts";
 import { announceTopicCreated, onTopicCreated } from "../topics/topic-notices.ts";
 
@@ -608,13 +608,7 @@ export class EmbeddedTopicLog implements TopicLog {
       this.db.exec("COMMIT");
       return result;
     } catch (error) {
-      if (this.db.isTransaction) {
-        try {
-          this.db.exec("ROLLBACK");
-        } catch {
-          // SQLite may already have rolled back (e.g. after SQLITE_FULL); the transaction is gone either way.
-        }
-      }
+      rollBackQuietly(this.db);
       throw topicLogError(error, operation, this.path);
     }
   }

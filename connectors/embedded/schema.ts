@@ -6,6 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
+import { rollBackQuietly } from "./sqlite-errors.ts";
 
 /**
  * 3: appends write no keys; compaction indexes the stored records behind `partitions.indexed_offset`
@@ -189,16 +190,6 @@ function ensureLogId(db: DatabaseSync): void {
   } catch (error) {
     rollBackQuietly(db);
     throw error;
-  }
-}
-
-/** After SQLITE_FULL (and some I/O errors) SQLite has already rolled back: a ROLLBACK then would throw and hide the cause. */
-function rollBackQuietly(db: DatabaseSync): void {
-  if (!db.isTransaction) return;
-  try {
-    db.exec("ROLLBACK");
-  } catch {
-    // the transaction is gone either way; the caller throws the error that ended it
   }
 }
 

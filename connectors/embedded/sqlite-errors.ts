@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { closeSync, openSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
 import { SluiceError } from "../errors.ts";
 
 const SQLITE_BUSY = 5;
@@ -19,6 +20,16 @@ interface SqliteFailure {
 export function sqliteErrorCode(error: unknown): number | undefined {
   const failure = error as SqliteFailure | null;
   return failure?.code === "ERR_SQLITE_ERROR" && typeof failure.errcode === "number" ? failure.errcode & 0xff : undefined;
+}
+
+/** After SQLITE_FULL (and some I/O errors) SQLite has already rolled back: a ROLLBACK then would throw and hide the cause. */
+export function rollBackQuietly(db: DatabaseSync): void {
+  if (!db.isTransaction) return;
+  try {
+    db.exec("ROLLBACK");
+  } catch {
+    // the transaction is gone either way; the caller throws the error that ended it
+  }
 }
 
 /**
